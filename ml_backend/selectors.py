@@ -1,0 +1,223 @@
+"""Pick a handful of representative images to rate first, from their feature vectors.
+
+Every selector follows scikit-learn conventions: ``fit(X)`` returns self and sets ``selected_``
+(distinct row indices of X, in the order to rate them), ``labels_`` (cluster per row, -1 for
+none) and ``n_clusters_``.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.cluster import DBSCAN, KMeans
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import pairwise_distances
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler, normalize
+
+from ml_backend.registry import Registry
+
+SELECTORS: Registry[BaseEstimator] = Registry("selector")
+
+MAX_COMPONENTS = 64
+#: A k-distance this many times the next smaller one marks isolated images (see DBSCANSelector).
+GAP_FACTOR = 1.5
+
+
+def embed(X: np.ndarray, random_state: int | None = 0) -> np.ndarray:
+    """Standardise, PCA to <= 64 dims, L2-normalise rows.
+
+    Raw pooled CNN features have thousands of correlated, differently scaled columns in which
+    Euclidean distances concentrate; this makes distances behave like cosine distances over the
+    main directions of variation, so k-means and DBSCAN find meaningful groups.
+    """
+    X = _check_X(X)
+    n_samples, n_features = X.shape
+    Z = StandardScaler().fit_transform(X)
+    # Centred data has rank <= n_samples - 1, so more components would only be noise.
+    n_components = min(MAX_COMPONENTS, n_samples - 1, n_features)
+    if n_components < 1 or not Z.any():  # a single image, or all images identical
+        return np.zeros((n_samples, 1))
+    Z = PCA(n_components=n_components, random_state=random_state).fit_transform(Z)
+    return normalize(Z)
+
+
+def _check_X(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-D feature matrix, got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError("no images to select from")
+    if not np.isfinite(X).all():
+        raise ValueError("features contain NaN or infinite values")
+    return X
+
+
+def _check_positive_int(name: str, value: object, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters 0, 1, ... by decreasing size (ties: old id) so cluster 0 is the biggest.
+
+    Noise (-1) stays -1.
+    """
+    ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+    order = ids[np.lexsort((ids, -counts))]
+    mapping = {old: new for new, old in enumerate(order)}
+    return np.array([mapping.get(label, -1) for label in labels], dtype=int)
+
+
+def _medoid(Z: np.ndarray, members: np.ndarray) -> int:
+    """The member nearest the members' mean: a real image that stands for the whole group."""
+    centre = Z[members].mean(axis=0)
+    return int(members[np.argmin(np.linalg.norm(Z[members] - centre, axis=1))])
+
+
+def _farthest_first(Z: np.ndarray, chosen: list[int], n_total: int) -> list[int]:
+    """Extend non-empty ``chosen`` to ``n_total`` rows, each time the row farthest from the chosen.
+
+    Covers k-means finding fewer clusters than asked (duplicate images) while still returning
+    distinct, diverse rows.
+    """
+    chosen = list(chosen)
+    available = np.ones(len(Z), dtype=bool)
+    available[chosen] = False
+    dist = pairwise_distances(Z, Z[chosen]).min(axis=1)
+    while len(chosen) < n_total:
+        candidates = np.flatnonzero(available)
+        pick = int(candidates[np.argmax(dist[candidates])])
+        chosen.append(pick)
+        available[pick] = False
+        dist = np.minimum(dist, np.linalg.norm(Z - Z[pick], axis=1))
+    return chosen
+
+
+@SELECTORS.register("kmeans")
+class KMeansSelector(BaseEstimator):
+    """One image per k-means cluster: the member nearest the centroid.
+
+    Attributes: ``selected_`` (exactly ``min(n_select, n_samples)`` distinct rows; the i-th is the
+    representative of cluster i, clusters ordered by size descending, then farthest-first extras
+    if k-means produced fewer non-empty clusters), ``labels_`` (cluster per row, 0 = biggest),
+    ``n_clusters_`` (non-empty clusters).
+    """
+
+    def __init__(self, n_select: int = 20, random_state: int | None = 0) -> None:
+        self.n_select = n_select
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: None = None) -> "KMeansSelector":
+        _check_positive_int("n_select", self.n_select)
+        Z = embed(X, self.random_state)
+        k = min(int(self.n_select), len(Z))
+        with warnings.catch_warnings():
+            # Duplicate images make k-means find fewer distinct clusters; handled below.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            raw = KMeans(n_clusters=k, n_init=10, random_state=self.random_state).fit_predict(Z)
+        self.labels_ = _relabel_by_size(raw)
+        self.n_clusters_ = int(self.labels_.max()) + 1
+        # Clusters are disjoint, so their medoids are distinct rows.
+        chosen = [_medoid(Z, np.flatnonzero(self.labels_ == c)) for c in range(self.n_clusters_)]
+        self.selected_ = np.array(_farthest_first(Z, chosen, k), dtype=int)
+        return self
+
+
+@SELECTORS.register("dbscan")
+class DBSCANSelector(BaseEstimator):
+    """One image per DBSCAN cluster (the member nearest the cluster mean), biggest cluster first.
+
+    DBSCAN finds the number of groups itself and flags isolated images as outliers (-1), which
+    are left out unless ``include_outliers``; then they follow the representatives, most isolated
+    first. If there is no cluster at all, the most central image is returned so that the result is
+    never empty. ``n_select`` caps the number returned.
+
+    With ``eps=None`` it is read off the k-distance curve: each image's distance to its
+    ``min_samples``-th nearest neighbour (itself included, as DBSCAN counts), sorted. If the upper
+    half of that curve has a sharp knee, i.e. a value more than ``GAP_FACTOR`` (1.5) times the one
+    before it, eps is the value just below the first such jump: every image of a group is then a
+    core point and only the isolated images beyond the jump are outliers. Without a knee (the
+    usual case for diverse photos, whose curve rises smoothly by < 5 % per step) eps is the median
+    k-distance, so about half the images are core points: denser groups become clusters and
+    images in sparse regions become border points or outliers. Both are scale-free, so eps
+    needs no tuning per backbone.
+
+    Attributes: ``selected_``, ``labels_`` (cluster per row, 0 = biggest, -1 = outlier),
+    ``n_clusters_``, ``eps_`` (the eps used), ``n_outliers_``.
+    """
+
+    def __init__(
+        self,
+        eps: float | None = None,
+        min_samples: int = 5,
+        n_select: int | None = None,
+        include_outliers: bool = False,
+    ) -> None:
+        self.eps = eps
+        self.min_samples = min_samples
+        self.n_select = n_select
+        self.include_outliers = include_outliers
+
+    def fit(self, X: np.ndarray, y: None = None) -> "DBSCANSelector":
+        _check_positive_int("n_select", self.n_select, allow_none=True)
+        _check_positive_int("min_samples", self.min_samples)
+        if self.eps is not None and not self.eps > 0:
+            raise ValueError(f"eps must be positive or None, got {self.eps!r}")
+        Z = embed(X)
+        kdist = _kth_neighbour_distance(Z, self.min_samples)
+        # DBSCAN eps must be > 0; identical rows give a k-distance of 0.
+        self.eps_ = float(self.eps) if self.eps is not None else max(_knee_eps(kdist), 1e-9)
+        raw = DBSCAN(eps=self.eps_, min_samples=self.min_samples).fit_predict(Z)
+        self.labels_ = _relabel_by_size(raw)
+        self.n_clusters_ = int(self.labels_.max()) + 1
+        self.n_outliers_ = int(np.sum(self.labels_ == -1))
+
+        chosen = [_medoid(Z, np.flatnonzero(self.labels_ == c)) for c in range(self.n_clusters_)]
+        outliers = np.flatnonzero(self.labels_ == -1)
+        if self.include_outliers and outliers.size:
+            chosen += [int(i) for i in outliers[np.argsort(-kdist[outliers], kind="stable")]]
+        if not chosen:
+            chosen = [_medoid(Z, np.arange(len(Z)))]
+        if self.n_select is not None:
+            chosen = chosen[: self.n_select]
+        self.selected_ = np.array(chosen, dtype=int)
+        return self
+
+
+def _kth_neighbour_distance(Z: np.ndarray, k: int) -> np.ndarray:
+    """Distance of each row to its k-th nearest row, itself counted as the first."""
+    distances, _ = NearestNeighbors(n_neighbors=min(k, len(Z))).fit(Z).kneighbors(Z)
+    return distances[:, -1]
+
+
+def _knee_eps(kdist: np.ndarray) -> float:
+    """DBSCANSelector's eps: below the first sharp jump in the upper half, else the median."""
+    upper = np.sort(kdist)[(len(kdist) - 1) // 2 :]
+    jumps = np.flatnonzero(upper[1:] > GAP_FACTOR * upper[:-1])
+    return float(upper[jumps[0]] if jumps.size else upper[0])
+
+
+@SELECTORS.register("random")
+class RandomSelector(BaseEstimator):
+    """Uniformly random images: the baseline any smarter selector has to beat.
+
+    ``labels_`` is -1 for every row (no clusters) and ``n_clusters_`` is 0.
+    """
+
+    def __init__(self, n_select: int = 20, random_state: int | None = 0) -> None:
+        self.n_select = n_select
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: None = None) -> "RandomSelector":
+        _check_positive_int("n_select", self.n_select)
+        n_samples = len(_check_X(X))
+        rng = np.random.default_rng(self.random_state)
+        self.selected_ = rng.permutation(n_samples)[: min(self.n_select, n_samples)]
+        self.labels_ = np.full(n_samples, -1)
+        self.n_clusters_ = 0
+        return self

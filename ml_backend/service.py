@@ -1,0 +1,318 @@
+"""The ML backend's logic as a plain object: setup, predict, train, webhook.
+
+The Flask layer (``app.py``) only decodes JSON and calls these methods, so everything here can be
+tested without a server. One ``ProjectModel`` per Label Studio project holds the fitted predictor;
+its inputs are persisted by ``StateStore`` and it is rebuilt from them after a restart.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .aggregation import aggregate_ratings
+from .config import Config
+from .features import FeatureExtractor
+from .images import ImageReadError
+from .label_config import LabelConfigError, ScoreTag, parse_label_config
+from .ls_client import LabelStudioClient
+from .predictors import create_predictor
+from .state import UNTRAINED, ProjectState, StateStore
+from .task_images import TaskImageError, resolve_task_image
+from .trainer import TrainingQueue
+from .webhooks import parse_project_id, parse_webhook
+
+log = logging.getLogger(__name__)
+
+
+class RequestError(ValueError):
+    """A request body the backend cannot use; the HTTP layer answers 400 with this message."""
+
+
+@dataclass
+class ProjectModel:
+    state: ProjectState
+    predictor: Any = None  # fitted predictor, None until the first label
+
+
+@dataclass(frozen=True)
+class Connection:
+    url: str
+    api_key: str
+
+
+class MOSService:
+    def __init__(
+        self,
+        config: Config,
+        extractor: FeatureExtractor | None = None,
+        client_factory: Callable[[str, str], LabelStudioClient] = LabelStudioClient,
+    ) -> None:
+        self.config = config
+        self._extractor = extractor
+        self._extractor_lock = threading.Lock()
+        self._client_factory = client_factory
+        self.store = StateStore(config.state_dir)
+        self._models: dict[int, ProjectModel] = {}
+        self._models_lock = threading.Lock()
+        self._connections: dict[int, Connection] = {}
+        self.trainer = TrainingQueue(self.train)
+
+    # --- resources -------------------------------------------------------------------------
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """Built on first use: loading the network takes seconds and /setup must stay fast."""
+        with self._extractor_lock:
+            if self._extractor is None:
+                self._extractor = FeatureExtractor(
+                    backbone=self.config.backbone,
+                    cache_dir=self.config.cache_dir,
+                    max_side=self.config.max_side,
+                    num_threads=self.config.torch_threads or None,
+                    backbone_params=self.config.backbone_params(),
+                )
+            return self._extractor
+
+    def model(self, project_id: int) -> ProjectModel:
+        with self._models_lock:
+            model = self._models.get(project_id)
+            if model is None:
+                model = self._load(project_id)
+                self._models[project_id] = model
+            return model
+
+    def _load(self, project_id: int) -> ProjectModel:
+        state = self.store.load(project_id)
+        if state is None:
+            return ProjectModel(ProjectState(project_id, **self._default_predictor()))
+        predictor = self._fit(state, state.labels) if state.labels else None
+        log.info(
+            "project %s: reloaded %s labels, model version %s",
+            project_id,
+            len(state.labels),
+            state.model_version,
+        )
+        return ProjectModel(state, predictor)
+
+    def _default_predictor(self) -> dict[str, Any]:
+        return {"predictor": self.config.predictor, "predictor_params": dict(self.config.predictor_params)}
+
+    def _features(self, references: list[str]) -> tuple[np.ndarray, list[int], dict[int, str]]:
+        """Features of task images; returns rows, indices that worked, and index -> error."""
+        rows, ok, errors = [], [], {}
+        for index, reference in enumerate(references):
+            try:
+                path = resolve_task_image(reference, self.config.document_root)
+                rows.append(self.extractor.extract_one(path))
+                ok.append(index)
+            except (TaskImageError, ImageReadError) as exc:
+                errors[index] = str(exc)
+        matrix = np.vstack(rows) if rows else np.empty((0, 0), dtype=np.float32)
+        return matrix, ok, errors
+
+    def _fit(self, state: ProjectState, labels: dict[str, dict[str, Any]]) -> Any:
+        task_ids = list(labels)
+        matrix, ok, errors = self._features([labels[t]["image"] for t in task_ids])
+        for index, message in errors.items():
+            log.warning("project %s: labelled task %s skipped: %s", state.project_id, task_ids[index], message)
+        if not ok:
+            return None
+        targets = np.array([labels[task_ids[i]]["mos"] for i in ok], dtype=np.float64)
+        predictor = create_predictor(state.predictor, state.predictor_params)
+        return predictor.fit(matrix, targets)
+
+    # --- Label Studio connection -----------------------------------------------------------
+    def _remember_connection(self, project_id: int, payload: dict[str, Any]) -> None:
+        url = self.config.label_studio_url or str(payload.get("hostname") or "").rstrip("/")
+        key = self.config.label_studio_api_key or str(payload.get("access_token") or "")
+        if url and key:
+            self._connections[project_id] = Connection(url, key)
+
+    def client(self, project_id: int) -> LabelStudioClient:
+        connection = self._connections.get(project_id)
+        if connection is None and self.config.label_studio_url and self.config.label_studio_api_key:
+            connection = Connection(self.config.label_studio_url, self.config.label_studio_api_key)
+        if connection is None:
+            raise RuntimeError(
+                f"project {project_id}: no Label Studio URL/token yet; set LABEL_STUDIO_URL and "
+                "LABEL_STUDIO_API_KEY, or wait for Label Studio's /setup call"
+            )
+        return self._client_factory(connection.url, connection.api_key)
+
+    # --- protocol --------------------------------------------------------------------------
+    def setup(self, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise RequestError("setup body must be a JSON object")
+        project_id = parse_project_id(payload.get("project"))
+        if project_id is None:
+            raise RequestError("setup body has no usable 'project' field")
+        schema = payload.get("schema")
+        if isinstance(schema, str) and schema:
+            try:
+                parse_label_config(schema)
+            except LabelConfigError as exc:
+                raise RequestError(f"project {project_id}: {exc}") from None
+        self._remember_connection(project_id, payload)
+        model = self.model(project_id)
+        self._apply_extra_params(model, payload.get("extra_params"))
+        return {"model_version": model.state.model_version}
+
+    def _apply_extra_params(self, model: ProjectModel, extra: Any) -> None:
+        """Per-project predictor settings: environment defaults overridden by extra_params.
+
+        A change (including removing extra_params again) retrains the project.
+        """
+        params = _parse_extra_params(extra)
+        defaults = self._default_predictor()
+        name = str(params.pop("predictor", defaults["predictor"]))
+        wanted = {**defaults["predictor_params"], **params} if name == defaults["predictor"] else params
+        try:
+            create_predictor(name, wanted)
+        except ValueError as exc:
+            raise RequestError(f"extra_params: {exc}") from None
+        state = model.state
+        if (name, wanted) != (state.predictor, state.predictor_params):
+            state.predictor, state.predictor_params = name, wanted
+            log.info("project %s: predictor set to %s %s", state.project_id, name, wanted)
+            if state.labels:
+                self.trainer.request(state.project_id)
+
+    def predict(self, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict) or not isinstance(payload.get("tasks"), list):
+            raise RequestError("predict body must be a JSON object with a 'tasks' list")
+        tasks = payload["tasks"]
+        if not all(isinstance(task, dict) for task in tasks):
+            raise RequestError("every entry of 'tasks' must be a JSON object")
+        project_id = parse_project_id(payload.get("project"))
+        if project_id is None and tasks:
+            project_id = parse_project_id(tasks[0].get("project"))
+        if project_id is None:
+            raise RequestError("predict body has no usable 'project' field")
+        label_config = payload.get("label_config")
+        if not isinstance(label_config, str) or not label_config:
+            raise RequestError("predict body has no 'label_config'")
+        try:
+            tag = parse_label_config(label_config)
+        except LabelConfigError as exc:
+            raise RequestError(str(exc)) from None
+
+        model = self.model(project_id)
+        predictor, version = model.predictor, model.state.model_version
+        if predictor is None:
+            return {"results": [], "model_version": version}
+        references = [str(task.get("data", {}).get(tag.data_key, "")) for task in tasks]
+        matrix, ok, errors = self._features(references)
+        for index, message in errors.items():
+            log.warning("project %s: task %s: %s", project_id, tasks[index].get("id"), message)
+        results: list[dict[str, Any]] = [
+            {"result": [], "score": 0.0, "model_version": version} for _ in tasks
+        ]
+        if ok:
+            values, confidence = predictor.predict_with_confidence(matrix)
+            for row, index in enumerate(ok):
+                results[index] = _prediction(tag, float(values[row]), float(confidence[row]), version)
+        return {"results": results, "model_version": version}
+
+    def webhook(self, payload: Any) -> dict[str, Any]:
+        event = parse_webhook(payload)
+        if not event.triggers_training:
+            level = logging.INFO if event.known else logging.WARNING
+            log.log(level, "webhook %s ignored", event.action)
+            return {"status": "ignored", "action": event.action}
+        assert event.project_id is not None
+        queued = self.trainer.request(event.project_id)
+        log.info("webhook %s: retrain of project %s %s", event.action, event.project_id,
+                 "queued" if queued else "already queued")
+        return {"status": "queued", "action": event.action, "project": event.project_id}
+
+    def status(self) -> dict[str, Any]:
+        """What each loaded project's model knows, and whether a retrain is still running."""
+        with self._models_lock:
+            projects = {
+                str(pid): {
+                    "model_version": m.state.model_version,
+                    "n_labels": len(m.state.labels),
+                    "predictor": m.state.predictor,
+                    "predictor_params": m.state.predictor_params,
+                    "trained_at": m.state.trained_at,
+                    "train_ms": m.state.train_ms,
+                }
+                for pid, m in self._models.items()
+            }
+        return {"training": not self.trainer.wait_idle(0), "projects": projects}
+
+    def versions(self) -> dict[str, Any]:
+        with self._models_lock:
+            versions = sorted({m.state.model_version for m in self._models.values()})
+        return {"versions": versions or [UNTRAINED]}
+
+    # --- training --------------------------------------------------------------------------
+    def train(self, project_id: int) -> ProjectState:
+        """Fetch every annotation of the project, refit, bump the version, persist, swap in."""
+        started = time.perf_counter()
+        client = self.client(project_id)
+        label_config = client.get_label_config(project_id)
+        tag = parse_label_config(label_config)
+        tasks = client.export_tasks(project_id)
+        fetched = time.perf_counter()
+        stats = aggregate_ratings(tasks, tag)
+        by_id = {task["id"]: task for task in tasks}
+        labels = {
+            str(task_id): {
+                "image": str(by_id[task_id].get("data", {}).get(tag.data_key, "")),
+                "mos": s.mean,
+                "n": s.n,
+            }
+            for task_id, s in stats.items()
+        }
+        current = self.model(project_id).state
+        state = ProjectState(
+            project_id=project_id,
+            version=current.version + 1,
+            predictor=current.predictor,
+            predictor_params=current.predictor_params,
+            labels=labels,
+            label_config=label_config,
+        )
+        predictor = self._fit(state, labels) if labels else None
+        state.model_version = f"{state.predictor}-v{state.version}" if predictor else UNTRAINED
+        state.trained_at = time.time()
+        state.train_ms = round((time.perf_counter() - fetched) * 1000, 1)
+        self.store.save(state)
+        with self._models_lock:
+            self._models[project_id] = ProjectModel(state, predictor)
+        log.info(
+            "project %s: retrained on %d labels in %.0f ms (fetch %.0f ms), model version %s",
+            project_id,
+            len(labels),
+            state.train_ms,
+            (fetched - started) * 1000,
+            state.model_version,
+        )
+        return state
+
+
+def _parse_extra_params(extra: Any) -> dict[str, Any]:
+    if extra in (None, "", {}):
+        return {}
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            raise RequestError("extra_params is not valid JSON") from None
+    if not isinstance(extra, dict):
+        raise RequestError("extra_params must be a JSON object")
+    return dict(extra)
+
+
+def _prediction(tag: ScoreTag, value: float, confidence: float, version: str) -> dict[str, Any]:
+    return {
+        "result": tag.to_result(tag.round(value)),
+        "score": round(min(max(confidence, 0.0), 1.0), 4),
+        "model_version": version,
+    }

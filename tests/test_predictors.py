@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from ml_backend.predictors import PREDICTORS, KNNPredictor, create_predictor
+
+
+def smooth_data(n: int, seed: int = 0):
+    """Like CNN features: many correlated columns driven by a 2-D latent that sets the MOS."""
+    rng = np.random.default_rng(seed)
+    latent = rng.uniform(-1, 1, (n, 2))
+    X = latent @ rng.normal(size=(2, 10)) + rng.normal(0, 0.05, (n, 10))
+    y = 50 + 30 * np.sin(2 * latent[:, 0]) + 15 * latent[:, 1]
+    return X, y
+
+
+def test_knn_beats_the_mean_predictor_on_a_smooth_function() -> None:
+    X, y = smooth_data(400)
+    model = KNNPredictor().fit(X[:100], y[:100])
+    knn_rmse = np.sqrt(np.mean((model.predict(X[100:]) - y[100:]) ** 2))
+    mean_rmse = np.sqrt(np.mean((y[:100].mean() - y[100:]) ** 2))
+    assert knn_rmse < 0.5 * mean_rmse
+    assert model.n_features_in_ == 10 and model.n_labels_ == 100
+
+
+def test_uniform_and_distance_weights_give_different_predictions() -> None:
+    X, y = smooth_data(60)
+    uniform = KNNPredictor(weights="uniform").fit(X[:30], y[:30]).predict(X[30:])
+    distance = KNNPredictor(weights="distance").fit(X[:30], y[:30]).predict(X[30:])
+    assert not np.allclose(uniform, distance)
+    # distance weighting reproduces a labelled image's own score
+    np.testing.assert_allclose(KNNPredictor().fit(X[:30], y[:30]).predict(X[:5]), y[:5])
+
+
+def test_more_neighbours_than_labels_and_a_single_label_work() -> None:
+    X, y = smooth_data(20)
+    model = KNNPredictor(n_neighbors=50, weights="uniform").fit(X[:3], y[:3])
+    np.testing.assert_allclose(model.predict(X[3:]), y[:3].mean())
+    single = KNNPredictor().fit(X[:1], y[:1])
+    predictions, confidence = single.predict_with_confidence(X)
+    np.testing.assert_allclose(predictions, y[0])
+    assert np.all((confidence >= 0) & (confidence <= 1))
+
+
+def test_confidence_is_higher_near_labels_than_far_away() -> None:
+    X, y = smooth_data(200)
+    model = KNNPredictor().fit(X[:50], y[:50])
+    near = X[:50] + 0.01
+    far = X[:50] + 5.0
+    _, c_near = model.predict_with_confidence(near)
+    _, c_far = model.predict_with_confidence(far)
+    assert np.all((c_near >= 0) & (c_near <= 1)) and np.all((c_far >= 0) & (c_far <= 1))
+    assert np.all(c_near > c_far)
+    assert c_far.max() < 0.2
+
+
+def test_confidence_is_lower_where_neighbour_labels_disagree() -> None:
+    rng = np.random.default_rng(4)
+    # two equally dense groups of labelled images; labels agree in one, alternate in the other
+    calm = rng.normal(0, 0.1, (10, 4)) + [5, 0, 0, 0]
+    noisy = rng.normal(0, 0.1, (10, 4)) - [5, 0, 0, 0]
+    X = np.vstack([calm, noisy])
+    y = np.concatenate([np.full(10, 50.0), np.tile([10.0, 90.0], 5)])
+    model = KNNPredictor(n_neighbors=4).fit(X, y)
+    _, confidence = model.predict_with_confidence(np.array([[5.0, 0, 0, 0], [-5.0, 0, 0, 0]]))
+    assert confidence[0] > 2 * confidence[1]
+
+
+def test_predicting_before_fit_raises_not_fitted() -> None:
+    with pytest.raises(NotFittedError):
+        KNNPredictor().predict(np.zeros((1, 3)))
+    with pytest.raises(NotFittedError):
+        KNNPredictor().predict_with_confidence(np.zeros((1, 3)))
+
+
+def test_wrong_feature_count_is_rejected() -> None:
+    X, y = smooth_data(10)
+    with pytest.raises(ValueError, match="features"):
+        KNNPredictor().fit(X, y).predict(np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"weights": "gaussian"}, "weights must be one of uniform, distance"),
+     ({"n_neighbors": 0}, "n_neighbors must be a positive integer")],
+)
+def test_bad_values_fail_at_fit_with_a_clear_message(params: dict, message: str) -> None:
+    X, y = smooth_data(10)
+    with pytest.raises(ValueError, match=message):
+        KNNPredictor(**params).fit(X, y)
+
+
+def test_create_predictor_converts_string_params() -> None:
+    model = create_predictor("knn", {"n_neighbors": "7", "weights": " uniform"})
+    assert isinstance(model, KNNPredictor)
+    assert (model.n_neighbors, model.weights) == (7, "uniform")
+    assert create_predictor("knn", {"n_neighbors": 3.0}).n_neighbors == 3
+    assert create_predictor("knn").get_params() == {"n_neighbors": 5, "weights": "distance"}
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [("knn", {"k": 3}, r"unknown parameter 'k' for predictor 'knn'; allowed: n_neighbors, weights"),
+     ("knn", {"n_neighbors": "seven"}, r"knn.n_neighbors='seven' is not a valid int"),
+     ("knn", {"n_neighbors": 2.5}, r"knn.n_neighbors=2.5 is not a valid int"),
+     ("knn", {"n_neighbors": True}, r"knn.n_neighbors=True is not a valid int"),
+     ("knn", {"weights": 3}, r"knn.weights=3 is not a valid str"),
+     ("ridge", {}, r"unknown predictor 'ridge'; choose from: .*knn")],
+)
+def test_create_predictor_rejects_bad_params_clearly(name: str, params: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_predictor(name, params)
+
+
+def test_registry_lists_knn() -> None:
+    assert "knn" in PREDICTORS.names()

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+
+from ml_backend.selectors import (
+    SELECTORS,
+    DBSCANSelector,
+    KMeansSelector,
+    RandomSelector,
+    embed,
+)
+
+N_OUTLIERS = 5
+
+
+def blobs(seed: int = 0, sizes: tuple[int, ...] = (80, 60, 40, 30), dim: int = 300):
+    """Well separated Gaussian blobs of different sizes plus a few far, isolated points (-1)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, (len(sizes), dim))
+    parts = [c + rng.normal(0, 1, (n, dim)) for c, n in zip(centers, sizes)]
+    parts.append(rng.normal(0, 30, (N_OUTLIERS, dim)))
+    truth = np.concatenate([np.repeat(np.arange(len(sizes)), sizes), np.full(N_OUTLIERS, -1)])
+    return np.vstack(parts), truth
+
+
+def test_embed_is_unit_norm_and_at_most_64_dims() -> None:
+    X, _ = blobs()
+    Z = embed(X)
+    assert Z.shape == (len(X), 64)
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0)
+    assert embed(X[:10]).shape == (10, 9)  # centred data of 10 rows has rank 9
+
+
+@pytest.mark.parametrize("selector", [KMeansSelector(), DBSCANSelector(), RandomSelector()])
+def test_empty_input_is_a_clear_error(selector) -> None:
+    with pytest.raises(ValueError, match="no images to select from"):
+        selector.fit(np.empty((0, 16)))
+
+
+def test_kmeans_returns_n_distinct_representatives_biggest_cluster_first() -> None:
+    X, truth = blobs()
+    selector = KMeansSelector(n_select=4).fit(X[truth >= 0])
+    assert selector.fit(X[truth >= 0]) is selector
+    assert selector.n_clusters_ == 4
+    # one per blob, in order of blob size (80, 60, 40, 30)
+    assert list(truth[selector.selected_]) == [0, 1, 2, 3]
+    assert list(np.bincount(selector.labels_)) == [80, 60, 40, 30]
+    for cluster, index in enumerate(selector.selected_):
+        assert selector.labels_[index] == cluster
+
+
+@pytest.mark.parametrize("n_select", [1, 7, 20, 200])
+def test_kmeans_always_returns_min_n_select_n_samples_distinct_rows(n_select: int) -> None:
+    X = np.random.default_rng(1).normal(size=(30, 50))
+    selected = KMeansSelector(n_select=n_select).fit(X).selected_
+    assert len(selected) == min(n_select, 30)
+    assert len(set(selected.tolist())) == len(selected)
+
+
+def test_kmeans_with_duplicate_rows_still_returns_distinct_rows() -> None:
+    rng = np.random.default_rng(2)
+    X = np.vstack([np.repeat(rng.normal(size=(1, 40)), 8, axis=0), rng.normal(size=(3, 40))])
+    selector = KMeansSelector(n_select=6).fit(X)  # only 4 distinct images
+    assert len(set(selector.selected_.tolist())) == 6
+    assert selector.n_clusters_ <= 6
+    identical = KMeansSelector(n_select=3).fit(np.ones((5, 10)))
+    assert sorted(identical.selected_.tolist()) == [0, 1, 2]
+
+
+def test_kmeans_is_deterministic_for_a_random_state() -> None:
+    X = np.random.default_rng(3).normal(size=(120, 80))
+    first = KMeansSelector(n_select=10, random_state=7).fit(X).selected_
+    again = KMeansSelector(n_select=10, random_state=7).fit(X).selected_
+    np.testing.assert_array_equal(first, again)
+
+
+def test_dbscan_auto_eps_finds_one_representative_per_blob_and_skips_outliers() -> None:
+    X, truth = blobs()
+    selector = DBSCANSelector().fit(X)
+    assert selector.n_clusters_ == 4
+    assert list(truth[selector.selected_]) == [0, 1, 2, 3]  # biggest cluster first
+    assert selector.n_outliers_ == N_OUTLIERS
+    assert set(selector.labels_[truth == -1]) == {-1}
+    for blob in range(4):  # each blob is exactly one cluster
+        assert len(set(selector.labels_[truth == blob].tolist())) == 1
+    assert selector.eps_ > 0
+
+
+def test_dbscan_include_outliers_appends_them_after_cluster_representatives() -> None:
+    X, truth = blobs()
+    selector = DBSCANSelector(include_outliers=True).fit(X)
+    assert list(truth[selector.selected_]) == [0, 1, 2, 3] + [-1] * N_OUTLIERS
+    capped = DBSCANSelector(include_outliers=True, n_select=6).fit(X)
+    np.testing.assert_array_equal(capped.selected_, selector.selected_[:6])
+
+
+def test_dbscan_all_noise_falls_back_to_one_central_image() -> None:
+    X, truth = blobs()
+    selector = DBSCANSelector(eps=1e-6).fit(X)
+    assert selector.n_clusters_ == 0
+    assert selector.n_outliers_ == len(X)
+    assert len(selector.selected_) == 1
+    with_outliers = DBSCANSelector(eps=1e-6, include_outliers=True, n_select=3).fit(X)
+    assert len(with_outliers.selected_) == 3
+
+
+def test_dbscan_handles_tiny_and_duplicate_inputs() -> None:
+    assert DBSCANSelector().fit(np.ones((1, 8))).selected_.tolist() == [0]
+    selector = DBSCANSelector().fit(np.ones((12, 8)))  # identical images: one cluster
+    assert selector.n_clusters_ == 1 and len(selector.selected_) == 1
+
+
+@pytest.mark.parametrize("params", [{"min_samples": 0}, {"eps": -1.0}, {"n_select": 0}])
+def test_dbscan_rejects_bad_parameters(params: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(params))):
+        DBSCANSelector(**params).fit(np.eye(10))
+
+
+def test_random_selector_is_distinct_and_seeded() -> None:
+    X = np.zeros((50, 3))
+    a = RandomSelector(n_select=10, random_state=1).fit(X).selected_
+    assert len(set(a.tolist())) == 10
+    np.testing.assert_array_equal(a, RandomSelector(n_select=10, random_state=1).fit(X).selected_)
+    assert len(RandomSelector(n_select=99).fit(X).selected_) == 50
+
+
+def test_registry_creates_selectors_by_name() -> None:
+    assert {"kmeans", "dbscan", "random"} <= set(SELECTORS.names())
+    selector = SELECTORS.create("kmeans", n_select=3, random_state=0)
+    assert isinstance(selector, KMeansSelector) and selector.n_select == 3
+    with pytest.raises(ValueError, match="unknown selector 'nope'.*kmeans"):
+        SELECTORS.create("nope")
