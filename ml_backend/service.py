@@ -67,6 +67,8 @@ class MOSService:
     @property
     def extractor(self) -> FeatureExtractor:
         """Built on first use: loading the network takes seconds and /setup must stay fast."""
+        if self._extractor is not None:  # hot path of every request: no lock once built
+            return self._extractor
         with self._extractor_lock:
             if self._extractor is None:
                 self._extractor = FeatureExtractor(
@@ -89,7 +91,9 @@ class MOSService:
     def _load(self, project_id: int) -> ProjectModel:
         state = self.store.load(project_id)
         if state is None:
-            return ProjectModel(ProjectState(project_id, **self._default_predictor()))
+            name = self.config.predictor
+            return ProjectModel(ProjectState(project_id, predictor=name,
+                                             predictor_params=self.config.params_for(name)))
         predictor = self._fit(state, state.labels) if state.labels else None
         log.info(
             "project %s: reloaded %s labels, model version %s",
@@ -99,16 +103,17 @@ class MOSService:
         )
         return ProjectModel(state, predictor)
 
-    def _default_predictor(self) -> dict[str, Any]:
-        return {"predictor": self.config.predictor, "predictor_params": dict(self.config.predictor_params)}
-
     def _features(self, references: list[str]) -> tuple[np.ndarray, list[int], dict[int, str]]:
-        """Features of task images; returns rows, indices that worked, and index -> error."""
+        """Features of task images; returns rows, indices that worked, and index -> error.
+
+        Cached images cost a ``stat`` each (see ``FeatureExtractor.extract_one``).
+        """
+        extractor = self.extractor
         rows, ok, errors = [], [], {}
         for index, reference in enumerate(references):
             try:
                 path = resolve_task_image(reference, self.config.document_root)
-                rows.append(self.extractor.extract_one(path))
+                rows.append(extractor.extract_one(path))
                 ok.append(index)
             except (TaskImageError, ImageReadError) as exc:
                 errors[index] = str(exc)
@@ -168,9 +173,8 @@ class MOSService:
         A change (including removing extra_params again) retrains the project.
         """
         params = _parse_extra_params(extra)
-        defaults = self._default_predictor()
-        name = str(params.pop("predictor", defaults["predictor"]))
-        wanted = {**defaults["predictor_params"], **params} if name == defaults["predictor"] else params
+        name = str(params.pop("predictor", self.config.predictor))
+        wanted = {**self.config.params_for(name), **params}
         try:
             create_predictor(name, wanted)
         except ValueError as exc:

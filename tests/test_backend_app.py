@@ -98,19 +98,19 @@ def test_train_predict_and_reload_after_restart(config, dataset) -> None:
     client = app.test_client()
     client.post("/setup", json=setup_body())
     state = service.train(PROJECT)
-    assert state.model_version == "knn-v1" and len(state.labels) == 5
-    assert client.post("/setup", json=setup_body()).json == {"model_version": "knn-v1"}
+    assert state.model_version == "ridge-v1" and len(state.labels) == 5
+    assert client.post("/setup", json=setup_body()).json == {"model_version": "ridge-v1"}
     results = client.post("/predict", json=predict_body(tasks[5:])).json["results"]
     assert len(results) == len(tasks) - 5
     for result in results:
         (item,) = result["result"]
         assert item["from_name"] == "mos" and isinstance(item["value"]["number"], int)
         assert 0 <= item["value"]["number"] <= 100 and 0 <= result["score"] <= 1
-        assert result["model_version"] == "knn-v1"
+        assert result["model_version"] == "ridge-v1"
 
     restarted, _ = make_app(config, labelled + tasks[5:])
     again = restarted.test_client()
-    assert again.post("/setup", json=setup_body()).json == {"model_version": "knn-v1"}
+    assert again.post("/setup", json=setup_body()).json == {"model_version": "ridge-v1"}
     assert again.post("/predict", json=predict_body(tasks[5:])).json["results"] == results
 
 
@@ -122,10 +122,10 @@ def test_webhook_retrains_in_background_and_bumps_version(config, dataset) -> No
     payload = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1}, "task": {"id": 1}, "project": {"id": PROJECT}}
     assert client.post("/webhook", json=payload).json["status"] == "queued"
     assert service.trainer.wait_idle(60)
-    assert client.get("/status").json["projects"][str(PROJECT)]["model_version"] == "knn-v1"
+    assert client.get("/status").json["projects"][str(PROJECT)]["model_version"] == "ridge-v1"
     client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": PROJECT}})
     assert service.trainer.wait_idle(60)
-    assert client.post("/setup", json=setup_body()).json == {"model_version": "knn-v2"}
+    assert client.post("/setup", json=setup_body()).json == {"model_version": "ridge-v2"}
     assert client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": PROJECT}}).json["status"] == "ignored"
 
 
@@ -146,11 +146,18 @@ def test_extra_params_choose_predictor_settings(config, dataset) -> None:
     _, tasks = dataset
     app, service = make_app(config, [rate(t, 40 + i) for i, t in enumerate(tasks[:4])])
     client = app.test_client()
-    client.post("/setup", json=setup_body(extra=json.dumps({"n_neighbors": 2, "weights": "uniform"})))
+    status = client.get("/status").json
+    assert status["projects"] == {} or status["projects"][str(PROJECT)]["predictor"] == "ridge"
+    client.post("/setup", json=setup_body(extra=json.dumps({"predictor": "knn", "n_neighbors": 2})))
     status = client.get("/status").json["projects"][str(PROJECT)]
-    assert status["predictor_params"] == {"n_neighbors": 2, "weights": "uniform"}
-    bad = client.post("/setup", json=setup_body(extra={"neighbours": 3}))
+    # Parameters not given per project come from the environment's defaults.
+    assert (status["predictor"], status["predictor_params"]) == ("knn", {"n_neighbors": 2, "weights": "distance"})
+    service.trainer.wait_idle(60)
+    client.post("/setup", json=setup_body())  # extra_params removed again: back to the default
+    assert client.get("/status").json["projects"][str(PROJECT)]["predictor"] == "ridge"
+    bad = client.post("/setup", json=setup_body(extra={"predictor": "knn", "neighbours": 3}))
     assert bad.status_code == 400 and "neighbours" in bad.json["error"]
+    assert client.post("/setup", json=setup_body(extra={"predictor": "svm"})).status_code == 400
     assert client.post("/setup", json=setup_body(extra="{not json")).status_code == 400
 
 

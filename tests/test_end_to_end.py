@@ -100,7 +100,7 @@ def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
 
     trained = wait_for_labels(stack, project_id, N_REPRESENTATIVES)
     version = trained["model_version"]
-    assert version.startswith("knn-v"), trained
+    assert version.startswith("ridge-v"), trained
 
     # The next (unrated) task comes with a prediction of the new model version.
     task = stack.api("GET", f"/api/projects/{project_id}/next").json()

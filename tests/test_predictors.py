@@ -105,7 +105,7 @@ def test_create_predictor_converts_string_params() -> None:
      ("knn", {"n_neighbors": 2.5}, r"knn.n_neighbors=2.5 is not a valid int"),
      ("knn", {"n_neighbors": True}, r"knn.n_neighbors=True is not a valid int"),
      ("knn", {"weights": 3}, r"knn.weights=3 is not a valid str"),
-     ("ridge", {}, r"unknown predictor 'ridge'; choose from: .*knn")],
+     ("svm", {}, r"unknown predictor 'svm'; choose from: .*knn")],
 )
 def test_create_predictor_rejects_bad_params_clearly(name: str, params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

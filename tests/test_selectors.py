@@ -4,6 +4,7 @@ import pytest
 from ml_backend.selectors import (
     SELECTORS,
     DBSCANSelector,
+    KCenterSelector,
     KMeansSelector,
     RandomSelector,
     embed,
@@ -30,7 +31,9 @@ def test_embed_is_unit_norm_and_at_most_64_dims() -> None:
     assert embed(X[:10]).shape == (10, 9)  # centred data of 10 rows has rank 9
 
 
-@pytest.mark.parametrize("selector", [KMeansSelector(), DBSCANSelector(), RandomSelector()])
+@pytest.mark.parametrize(
+    "selector", [KMeansSelector(), DBSCANSelector(), KCenterSelector(), RandomSelector()]
+)
 def test_empty_input_is_a_clear_error(selector) -> None:
     with pytest.raises(ValueError, match="no images to select from"):
         selector.fit(np.empty((0, 16)))
@@ -124,8 +127,44 @@ def test_random_selector_is_distinct_and_seeded() -> None:
 
 
 def test_registry_creates_selectors_by_name() -> None:
-    assert {"kmeans", "dbscan", "random"} <= set(SELECTORS.names())
+    assert {"kmeans", "dbscan", "kcenter", "random"} <= set(SELECTORS.names())
     selector = SELECTORS.create("kmeans", n_select=3, random_state=0)
     assert isinstance(selector, KMeansSelector) and selector.n_select == 3
     with pytest.raises(ValueError, match="unknown selector 'nope'.*kmeans"):
         SELECTORS.create("nope")
+
+
+def test_kcenter_returns_n_distinct_rows_covering_every_blob() -> None:
+    X, truth = blobs()
+    selector = KCenterSelector(n_select=9).fit(X)
+    selected = selector.selected_.tolist()
+    assert len(selected) == 9 and len(set(selected)) == 9
+    assert selector.n_clusters_ == 9
+    assert set(truth[selector.selected_]) == {-1, 0, 1, 2, 3}  # every blob, and the outliers
+    assert selector.labels_.shape == (len(X),)
+    for centre, index in enumerate(selector.selected_):
+        assert selector.labels_[index] == centre
+    Z = embed(X)
+    nearest = np.argmin(np.linalg.norm(Z[:, None, :] - Z[selector.selected_][None], axis=2), axis=1)
+    np.testing.assert_array_equal(selector.labels_, nearest)
+
+
+def test_kcenter_starts_central_and_handles_duplicates_and_small_inputs() -> None:
+    X, truth = blobs()
+    first = KCenterSelector(n_select=1).fit(X).selected_
+    Z = embed(X)
+    assert first.tolist() == [int(np.argmin(np.linalg.norm(Z - Z.mean(axis=0), axis=1)))]
+    assert sorted(KCenterSelector(n_select=3).fit(np.ones((5, 10))).selected_.tolist()) == [0, 1, 2]
+    assert len(KCenterSelector(n_select=50).fit(X[:7]).selected_) == 7
+    assert isinstance(SELECTORS.create("kcenter", n_select=2), KCenterSelector)
+    with pytest.raises(ValueError, match="n_select"):
+        KCenterSelector(n_select=0).fit(X)
+
+
+def test_embed_keeps_float32_and_matches_float64() -> None:
+    X, _ = blobs()
+    Z64 = embed(X)
+    Z32 = embed(X.astype(np.float32))
+    assert Z32.dtype == np.float32
+    # Same subspace: components may flip sign, so compare Gram matrices.
+    np.testing.assert_allclose(Z32 @ Z32.T, Z64 @ Z64.T, atol=1e-3)
