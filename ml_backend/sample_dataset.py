@@ -68,7 +68,11 @@ def _variants(image: Image.Image, rng: np.random.Generator):
 
 
 def make_sample_dataset(out: Path, scenes: int | None = None, seed: int = 0) -> list[SampleImage]:
-    """Write ``img1..imgN`` and ``manifest.csv`` into ``out``; returns the manifest rows."""
+    """Write ``img1..imgN``, ``manifest.csv`` and ``proxy_labels.csv`` into ``out``.
+
+    ``proxy_labels.csv`` (``image,mos``) scores each image ``100 - 20 * level``: not human opinion,
+    only the known order of severity, so the evaluate command can compare predictors on ladders.
+    """
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     chosen = list(_scenes().items())[: scenes or None]
@@ -85,4 +89,14 @@ def make_sample_dataset(out: Path, scenes: int | None = None, seed: int = 0) -> 
         writer.writerow(["image", "scene", "distortion", "level", "parameter"])
         for row in rows:
             writer.writerow([row.name, row.scene, row.distortion, row.level, row.parameter])
+    with open(out / "proxy_labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "mos"])
+        for row in rows:
+            writer.writerow([row.name, proxy_score(row.level)])
     return rows
+
+
+def proxy_score(level: int) -> int:
+    """Stand-in quality from the distortion level (0 = reference), for evaluation only."""
+    return 100 - 20 * level

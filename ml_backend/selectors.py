@@ -34,7 +34,7 @@ def embed(X: np.ndarray, random_state: int | None = 0) -> np.ndarray:
     main directions of variation, so k-means and DBSCAN find meaningful groups.
 
     Memory: float32 input stays float32 and only one working copy is made (standardised in place,
-    centred in place by PCA), so 100,000 x 3552 features need ~1.4 GB on top of the input.
+    centred in place by PCA), so 100,000 x 3904 features need ~1.4 GB on top of the input.
     """
     X = _check_X(X)
     n_samples, n_features = X.shape

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -38,6 +39,18 @@ class RequestError(ValueError):
 class ProjectModel:
     state: ProjectState
     predictor: Any = None  # fitted predictor, None until the first label
+
+
+@dataclass
+class TaskFeatures:
+    matrix: np.ndarray  # one row per readable task image
+    ok: list[int]  # index (in the request) of each row
+    paths: list[Path]  # image file of each row
+    errors: dict[int, str]  # index -> why its image could not be used
+
+    def images_for(self, predictor: Any) -> dict[str, Any]:
+        """Pixel-comparing predictors (similarity) also get the image files."""
+        return {"images": self.paths} if getattr(predictor, "needs_images", False) else {}
 
 
 @dataclass(frozen=True)
@@ -103,33 +116,36 @@ class MOSService:
         )
         return ProjectModel(state, predictor)
 
-    def _features(self, references: list[str]) -> tuple[np.ndarray, list[int], dict[int, str]]:
-        """Features of task images; returns rows, indices that worked, and index -> error.
+    def _features(self, references: list[str]) -> "TaskFeatures":
+        """Features of task images, skipping (and explaining) the ones that cannot be read.
 
         Cached images cost a ``stat`` each (see ``FeatureExtractor.extract_one``).
         """
         extractor = self.extractor
-        rows, ok, errors = [], [], {}
+        found = TaskFeatures(np.empty((0, 0), dtype=np.float32), [], [], {})
+        rows = []
         for index, reference in enumerate(references):
             try:
                 path = resolve_task_image(reference, self.config.document_root)
                 rows.append(extractor.extract_one(path))
-                ok.append(index)
+                found.ok.append(index)
+                found.paths.append(path)
             except (TaskImageError, ImageReadError) as exc:
-                errors[index] = str(exc)
-        matrix = np.vstack(rows) if rows else np.empty((0, 0), dtype=np.float32)
-        return matrix, ok, errors
+                found.errors[index] = str(exc)
+        if rows:
+            found.matrix = np.vstack(rows)
+        return found
 
     def _fit(self, state: ProjectState, labels: dict[str, dict[str, Any]]) -> Any:
         task_ids = list(labels)
-        matrix, ok, errors = self._features([labels[t]["image"] for t in task_ids])
-        for index, message in errors.items():
+        found = self._features([labels[t]["image"] for t in task_ids])
+        for index, message in found.errors.items():
             log.warning("project %s: labelled task %s skipped: %s", state.project_id, task_ids[index], message)
-        if not ok:
+        if not found.ok:
             return None
-        targets = np.array([labels[task_ids[i]]["mos"] for i in ok], dtype=np.float64)
+        targets = np.array([labels[task_ids[i]]["mos"] for i in found.ok], dtype=np.float64)
         predictor = create_predictor(state.predictor, state.predictor_params)
-        return predictor.fit(matrix, targets)
+        return predictor.fit(found.matrix, targets, **found.images_for(predictor))
 
     # --- Label Studio connection -----------------------------------------------------------
     def _remember_connection(self, project_id: int, payload: dict[str, Any]) -> None:
@@ -210,15 +226,15 @@ class MOSService:
         if predictor is None:
             return {"results": [], "model_version": version}
         references = [str(task.get("data", {}).get(tag.data_key, "")) for task in tasks]
-        matrix, ok, errors = self._features(references)
-        for index, message in errors.items():
+        found = self._features(references)
+        for index, message in found.errors.items():
             log.warning("project %s: task %s: %s", project_id, tasks[index].get("id"), message)
         results: list[dict[str, Any]] = [
             {"result": [], "score": 0.0, "model_version": version} for _ in tasks
         ]
-        if ok:
-            values, confidence = predictor.predict_with_confidence(matrix)
-            for row, index in enumerate(ok):
+        if found.ok:
+            values, confidence = predictor.predict_with_confidence(found.matrix, **found.images_for(predictor))
+            for row, index in enumerate(found.ok):
                 results[index] = _prediction(tag, float(values[row]), float(confidence[row]), version)
         return {"results": results, "model_version": version}
 

@@ -20,7 +20,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .predictors import PREDICTORS
 from .similarity_metrics import (
     LPIPS_NETS,
-    METRIC_MODES,
     MIN_SIZE,
     MS_SSIM_MIN_SIZE,
     TENSOR_CACHE,

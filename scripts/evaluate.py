@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None, config: Config) -> argparse.Namespace:
     )
     parser.add_argument("dataset", type=Path, help="folder with labels.csv (image,mos[,mos_std]) "
                         "and the images it names")
+    parser.add_argument("--labels-csv", default="labels.csv",
+                        help="labels file inside DATASET (default %(default)s; the sample dataset's "
+                        "is proxy_labels.csv)")
     parser.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default %(default)s)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100, 200])
     parser.add_argument("--selectors", nargs="+", default=["random", "kmeans"], choices=SELECTORS.names())
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     config = Config.from_env()
     args = parse_args(argv, config)
     try:
-        dataset = load_dataset(args.dataset, tuple(args.scale))
+        dataset = load_dataset(args.dataset, tuple(args.scale), args.labels_csv)
         for spec in args.predictors:
             parse_predictor_spec(spec)
     except (DatasetError, ValueError) as exc:

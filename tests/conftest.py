@@ -88,6 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     images = document_root / "sample"
     make_sample_dataset(images, scenes=2)
     (images / "manifest.csv").rename(root / "manifest.csv")
+    (images / "proxy_labels.csv").unlink()
     # Bad input the seed must survive: a corrupt JPEG, a non-image file, an empty sub-folder.
     (images / "img999.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     (images / "notes.txt").write_text("not an image\n")

@@ -184,3 +184,16 @@ def test_basic_auth(config, dataset) -> None:
     # Label Studio sends event webhooks without credentials; health checks carry none either.
     assert client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1}}).status_code == 200
     assert client.get("/health").status_code == 200
+
+
+def test_similarity_predictor_gets_the_image_files(config, dataset) -> None:
+    _, tasks = dataset
+    labelled = [rate(t, 90 - 5 * i) for i, t in enumerate(tasks[:5])]
+    app, service = make_app(config, labelled + tasks[5:])
+    client = app.test_client()
+    extra = {"predictor": "similarity", "metric": "ssim", "n_neighbors": 2, "size": 64}
+    assert client.post("/setup", json=setup_body(extra=extra)).status_code == 200
+    assert service.train(PROJECT).model_version == "similarity-v1"
+    results = client.post("/predict", json=predict_body(tasks[5:8])).json["results"]
+    assert len(results) == 3 and all(0 <= r["result"][0]["value"]["number"] <= 100 for r in results)
+    assert client.post("/setup", json=setup_body(extra={"predictor": "similarity", "alpha": -1})).status_code == 400

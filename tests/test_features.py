@@ -73,7 +73,7 @@ def test_second_run_hits_cache_and_corrupt_entries_are_recomputed(tmp_path, back
     again = FeatureExtractor(backbone, cache_dir=cache_dir).extract(images, progress=False)
     assert counted == []
     np.testing.assert_array_equal(again.features, first.features)
-    assert FeatureExtractor(backbone, cache_dir=cache_dir).extract_one(images[1]).shape == (3552,)
+    assert FeatureExtractor(backbone, cache_dir=cache_dir).extract_one(images[1]).shape == (3904,)
     assert counted == []
 
     extractor = FeatureExtractor(backbone, cache_dir=cache_dir)
@@ -101,7 +101,7 @@ def test_extract_one_raises_read_error(tmp_path, backbone):
 
 def test_empty_input(backbone):
     result = FeatureExtractor(backbone).extract([], progress=False)
-    assert result.paths == [] and result.features.shape == (0, 3552) and result.failed == {}
+    assert result.paths == [] and result.features.shape == (0, 3904) and result.failed == {}
 
 
 def test_cache_roundtrip_and_garbage(tmp_path):
