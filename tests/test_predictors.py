@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from ml_backend.predictors import PREDICTORS, KNNPredictor, create_predictor
+from sklearn.linear_model import Ridge
+from sklearn.preprocessing import StandardScaler
+
+from ml_backend.predictors import PREDICTORS, KNNPredictor, RidgePredictor, create_predictor
 
 
 def smooth_data(n: int, seed: int = 0):
@@ -114,3 +117,65 @@ def test_create_predictor_rejects_bad_params_clearly(name: str, params: dict, me
 
 def test_registry_lists_knn() -> None:
     assert "knn" in PREDICTORS.names()
+
+
+def linear_data(n: int, d: int = 60, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = X[:, :5] @ np.array([8.0, -6.0, 5.0, 4.0, -3.0]) + rng.normal(0, 4, n) + 50
+    return X, y
+
+
+def sklearn_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> Ridge:
+    return Ridge(alpha=alpha).fit(StandardScaler().fit_transform(X.astype(float)), y)
+
+
+def test_ridge_penalty_is_the_brute_force_leave_one_out_best() -> None:
+    X, y = linear_data(25)
+    alphas = (0.1, 3.0, 30.0, 300.0, 3000.0)
+    model = RidgePredictor(alphas=alphas).fit(X, y)
+
+    Xs = StandardScaler().fit_transform(X)  # the standardisation the model uses, fixed
+
+    def loo_error(alpha: float) -> float:  # refit without each image: what the closed form replaces
+        errors = []
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            errors.append(Ridge(alpha=alpha).fit(Xs[keep], y[keep]).predict(Xs[i:i + 1])[0] - y[i])
+        return float(np.mean(np.square(errors)))
+
+    assert model.alpha_ == min(alphas, key=loo_error)
+    reference = sklearn_ridge(X, y, model.alpha_)
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(model.predict(X), reference.predict(Xs), rtol=1e-6)
+
+
+def test_ridge_beyond_max_exact_solves_all_labels_with_a_sampled_penalty() -> None:
+    X, y = linear_data(300, d=40)  # more labels than dimensions: the primal solve
+    model = RidgePredictor(max_exact=50).fit(X, y)
+    np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
+    X, y = linear_data(120, d=200)  # fewer labels than dimensions: the dual solve
+    model = RidgePredictor(max_exact=40).fit(X, y)
+    np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
+    exact = RidgePredictor().fit(X, y)
+    test_X, test_y = linear_data(200, d=200, seed=1)
+    sampled_error = np.sqrt(np.mean((model.predict(test_X) - test_y) ** 2))
+    exact_error = np.sqrt(np.mean((exact.predict(test_X) - test_y) ** 2))
+    assert sampled_error < 1.2 * exact_error
+
+
+def test_ridge_confidence_is_in_unit_range_and_bad_params_are_refused() -> None:
+    X, y = linear_data(40)
+    _, confidence = RidgePredictor().fit(X, y).predict_with_confidence(linear_data(30, seed=2)[0])
+    assert np.all((confidence >= 0) & (confidence <= 1)) and confidence.std() > 0
+    with pytest.raises(ValueError, match="max_exact must be an integer >= 3"):
+        RidgePredictor(max_exact=2).fit(X, y)
+    with pytest.raises(ValueError, match="alphas must be positive"):
+        RidgePredictor(alphas=(0.0, 1.0)).fit(X, y)
+
+
+def test_knn_label_spacing_from_a_sample_matches_all_labels() -> None:
+    X, y = smooth_data(1000)
+    sampled = KNNPredictor().fit(X, y).neighbor_scale_
+    distances, _ = KNNPredictor().fit(X, y).knn_.kneighbors(n_neighbors=5)
+    assert sampled == pytest.approx(np.median(distances.mean(axis=1)), rel=0.1)
