@@ -1,8 +1,8 @@
 """Feature extraction over many images: cached, resumable, tolerant of bad files.
 
-Files are read once (the bytes give both the cache key and the decoded image); a small thread pool
-reads, hashes and decodes ahead while the main thread runs the network on batches of same-size
-images. Every finished vector goes to the cache at once, so an interrupted run resumes.
+Files are read once (the bytes give both the cache key and the decoded image); where torch leaves
+cores free, a small thread pool reads, hashes and decodes ahead while the main thread runs the
+network on batches of same-size images (otherwise the main thread decodes between batches). Every finished vector goes to the cache at once, so an interrupted run resumes.
 
 ``extract_one`` serves the backend, which sees the same images on every request: it remembers each
 file's (mtime, size, inode) -> content key and keeps recent vectors in memory, so a repeated
@@ -105,6 +105,25 @@ def _file_id(path: Path) -> _FileId | None:
     return _FileId(st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+class _InlineExecutor(Executor):
+    """Runs each job when it is submitted, in the caller's thread: for when no core is free."""
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        future: Future[R] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # handed to the caller through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+def _decode_workers() -> int:
+    """Decode threads only on the cores torch's threads leave free. A decode thread on a busy core
+    stalls the network's parallel sections: on 2 cores, efficientnet_lite0 ran 7.9 img/s with 1-4
+    decode threads and 9.4 img/s decoding inline (model alone: 10.3)."""
+    return min(4, max(0, (os.cpu_count() or 1) - torch.get_num_threads()))
+
+
 def _prefetch(
     pool: Executor, fn: Callable[[T], R], items: Iterable[T], depth: int
 ) -> Iterator[Future[R]]:
@@ -165,10 +184,10 @@ class FeatureExtractor:
                 self._store(item.key, row)
             bar.update(len(batch))
 
-        workers = min(4, os.cpu_count() or 1)
+        workers = _decode_workers()
         with (
             tqdm(total=len(paths), desc="features", unit="img", disable=not progress) as bar,
-            ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool,
+            ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers else _InlineExecutor() as pool,
         ):
             jobs = _prefetch(pool, self._prepare, paths, depth=2 * self.batch_size + workers)
             for index, job in enumerate(jobs):
