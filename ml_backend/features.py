@@ -2,7 +2,8 @@
 
 Files are read once (the bytes give both the cache key and the decoded image); where torch leaves
 cores free, a small thread pool reads, hashes and decodes ahead while the main thread runs the
-network on batches of same-size images (otherwise the main thread decodes between batches). Every finished vector goes to the cache at once, so an interrupted run resumes.
+network on batches of same-size images (otherwise the main thread decodes between batches).
+Every finished vector goes to the cache at once, so an interrupted run resumes.
 
 ``extract_one`` serves the backend, which sees the same images on every request: it remembers each
 file's (mtime, size, inode) -> content key and keeps recent vectors in memory, so a repeated
@@ -119,8 +120,8 @@ class _InlineExecutor(Executor):
 
 def _decode_workers() -> int:
     """Decode threads only on the cores torch's threads leave free. A decode thread on a busy core
-    stalls the network's parallel sections: on 2 cores, efficientnet_lite0 ran 7.9 img/s with 1-4
-    decode threads and 9.4 img/s decoding inline (model alone: 10.3)."""
+    stalls the network's parallel sections: on 2 cores, efficientnet_lite0 reached 72% of its
+    model-alone throughput with decode threads and 86% decoding inline (scripts/benchmark.py)."""
     return min(4, max(0, (os.cpu_count() or 1) - torch.get_num_threads()))
 
 
