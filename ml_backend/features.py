@@ -121,7 +121,7 @@ class _InlineExecutor(Executor):
 def _decode_workers() -> int:
     """Decode threads only on the cores torch's threads leave free. A decode thread on a busy core
     stalls the network's parallel sections: on 2 cores, efficientnet_lite0 reached 72% of its
-    model-alone throughput with decode threads and 86% decoding inline (scripts/benchmark.py)."""
+    model-alone throughput with decode threads and 86-89% decoding inline (scripts/benchmark.py)."""
     return min(4, max(0, (os.cpu_count() or 1) - torch.get_num_threads()))
 
 
