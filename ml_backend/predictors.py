@@ -25,6 +25,13 @@ WEIGHTS = ("uniform", "distance")
 SCALE_QUERIES = 256
 
 
+def check_int(name: str, value: object, minimum: int) -> int:
+    """A whole-number parameter (not a bool) of at least ``minimum``; one-line error naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 @PREDICTORS.register("knn")
 class KNNPredictor(RegressorMixin, BaseEstimator):
     """k-nearest-neighbour regression on standardised features.
@@ -128,8 +135,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         alphas = np.asarray(self.alphas, dtype=float).ravel()
         if alphas.size == 0 or np.any(alphas <= 0):
             raise ValueError(f"alphas must be positive numbers, got {self.alphas!r}")
-        if isinstance(self.max_exact, bool) or not isinstance(self.max_exact, (int, np.integer)) or self.max_exact < 3:
-            raise ValueError(f"max_exact must be an integer >= 3, got {self.max_exact!r}")
+        check_int("max_exact", self.max_exact, 3)
         X, y = validate_data(self, X, y, y_numeric=True)
         y = y.astype(float)
         self.n_labels_ = len(y)

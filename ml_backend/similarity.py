@@ -17,7 +17,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .predictors import PREDICTORS
+from .predictors import PREDICTORS, check_int
 from .similarity_metrics import (
     LPIPS_NETS,
     MIN_SIZE,
@@ -27,12 +27,6 @@ from .similarity_metrics import (
     comparison_batch,
     metric_weights,
 )
-
-
-def _positive_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class SimilarityPredictor(RegressorMixin, BaseEstimator):
@@ -73,10 +67,10 @@ class SimilarityPredictor(RegressorMixin, BaseEstimator):
     def check_params(self) -> "SimilarityPredictor":
         """Validate the parameters (cheap, builds nothing); one-line ValueError naming the culprit."""
         weights = metric_weights(self.metric, self.alpha, self.beta, self.gamma)
-        _positive_int("n_neighbors", self.n_neighbors, 1)
-        _positive_int("n_candidates", self.n_candidates, 0)
+        check_int("n_neighbors", self.n_neighbors, 1)
+        check_int("n_candidates", self.n_candidates, 0)
         minimum = MS_SSIM_MIN_SIZE if weights["ms_ssim"] > 0 else MIN_SIZE
-        _positive_int("size (with this metric)", self.size, minimum)
+        check_int("size (with this metric)", self.size, minimum)
         if weights["lpips"] > 0:
             if self.lpips_net not in LPIPS_NETS:
                 raise ValueError(
