@@ -116,25 +116,22 @@ class MOSService:
         )
         return ProjectModel(state, predictor)
 
-    def _features(self, references: list[str]) -> "TaskFeatures":
+    def _features(self, references: list[str]) -> TaskFeatures:
         """Features of task images, skipping (and explaining) the ones that cannot be read.
 
         Cached images cost a ``stat`` each (see ``FeatureExtractor.extract_one``).
         """
-        extractor = self.extractor
-        found = TaskFeatures(np.empty((0, 0), dtype=np.float32), [], [], {})
-        rows = []
+        rows, ok, paths, errors = [], [], [], {}
         for index, reference in enumerate(references):
             try:
                 path = resolve_task_image(reference, self.config.document_root)
-                rows.append(extractor.extract_one(path))
-                found.ok.append(index)
-                found.paths.append(path)
+                rows.append(self.extractor.extract_one(path))
+                ok.append(index)
+                paths.append(path)
             except (TaskImageError, ImageReadError) as exc:
-                found.errors[index] = str(exc)
-        if rows:
-            found.matrix = np.vstack(rows)
-        return found
+                errors[index] = str(exc)
+        matrix = np.vstack(rows) if rows else np.empty((0, 0), dtype=np.float32)
+        return TaskFeatures(matrix, ok, paths, errors)
 
     def _fit(self, state: ProjectState, labels: dict[str, dict[str, Any]]) -> Any:
         task_ids = list(labels)
