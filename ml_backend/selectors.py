@@ -18,6 +18,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import normalize
 
 from ml_backend.registry import Registry
+from ml_backend.standardise import Standardiser
 
 SELECTORS: Registry[BaseEstimator] = Registry("selector")
 
@@ -38,31 +39,13 @@ def embed(X: np.ndarray, random_state: int | None = 0) -> np.ndarray:
     """
     X = _check_X(X)
     n_samples, n_features = X.shape
-    Z = _standardise(X)
+    Z = Standardiser().fit(X).transform(X)
     # Centred data has rank <= n_samples - 1, so more components would only be noise.
     n_components = min(MAX_COMPONENTS, n_samples - 1, n_features)
     if n_components < 1 or not Z.any():  # a single image, or all images identical
         return np.zeros((n_samples, 1))
     Z = PCA(n_components=n_components, random_state=random_state, copy=False).fit_transform(Z)
     return normalize(Z)
-
-
-def _standardise(X: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """A copy of X with zero-mean, unit-variance columns (constant columns left at 0).
-
-    Same result as StandardScaler, computed in row chunks: StandardScaler's variance pass makes
-    a temporary as big as X.
-    """
-    Z = X.copy()
-    Z -= X.mean(axis=0, dtype=np.float64).astype(Z.dtype)
-    sum_sq = np.zeros(Z.shape[1])
-    for start in range(0, len(Z), chunk):
-        block = Z[start : start + chunk]
-        sum_sq += np.einsum("ij,ij->j", block, block, dtype=np.float64)
-    scale = np.sqrt(sum_sq / len(Z))
-    scale[scale < 10 * np.finfo(Z.dtype).eps] = 1.0
-    Z /= scale.astype(Z.dtype)
-    return Z
 
 
 def _check_X(X: np.ndarray) -> np.ndarray:

@@ -125,15 +125,17 @@ class MOSService:
         for index, reference in enumerate(references):
             try:
                 path = resolve_task_image(reference, self.config.document_root)
-                rows.append(self.extractor.extract_one(path))
+                rows.append(self.extractor.extract_one(path, as_stored=True))
                 ok.append(index)
                 paths.append(path)
             except (TaskImageError, ImageReadError) as exc:
                 errors[index] = str(exc)
-        matrix = np.vstack(rows) if rows else np.empty((0, 0), dtype=np.float32)
+        matrix = np.vstack(rows).astype(np.float32, copy=False) if rows else np.empty((0, 0), dtype=np.float32)
         return TaskFeatures(matrix, ok, paths, errors)
 
-    def _fit(self, state: ProjectState, labels: dict[str, dict[str, Any]]) -> Any:
+    def _fit(self, state: ProjectState, labels: dict[str, dict[str, Any]], previous: Any = None) -> Any:
+        """A predictor fitted on ``labels``; ``previous`` is the project's current one, which some
+        predictors update from instead of starting over (see ``RidgePredictor``)."""
         task_ids = list(labels)
         found = self._features([labels[t]["image"] for t in task_ids])
         for index, message in found.errors.items():
@@ -142,7 +144,10 @@ class MOSService:
             return None
         targets = np.array([labels[task_ids[i]]["mos"] for i in found.ok], dtype=np.float64)
         predictor = create_predictor(state.predictor, state.predictor_params)
-        return predictor.fit(found.matrix, targets, **found.images_for(predictor))
+        params = found.images_for(predictor)
+        if getattr(predictor, "accepts_previous_fit", False):
+            params.update(row_ids=[task_ids[i] for i in found.ok], previous=previous)
+        return predictor.fit(found.matrix, targets, **params)
 
     # --- Label Studio connection -----------------------------------------------------------
     def _remember_connection(self, project_id: int, payload: dict[str, Any]) -> None:
@@ -287,7 +292,8 @@ class MOSService:
             }
             for task_id, s in stats.items()
         }
-        current = self.model(project_id).state
+        current_model = self.model(project_id)
+        current = current_model.state
         state = ProjectState(
             project_id=project_id,
             version=current.version + 1,
@@ -296,7 +302,7 @@ class MOSService:
             labels=labels,
             label_config=label_config,
         )
-        predictor = self._fit(state, labels) if labels else None
+        predictor = self._fit(state, labels, current_model.predictor) if labels else None
         state.model_version = f"{state.predictor}-v{state.version}" if predictor else UNTRAINED
         state.trained_at = time.time()
         state.train_ms = round((time.perf_counter() - fetched) * 1000, 1)

@@ -14,7 +14,6 @@ from typing import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.neighbors import NearestNeighbors
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .predictors import PREDICTORS, check_int
@@ -27,6 +26,7 @@ from .similarity_metrics import (
     comparison_batch,
     metric_weights,
 )
+from .standardise import Standardiser
 
 
 class SimilarityPredictor(RegressorMixin, BaseEstimator):
@@ -89,7 +89,7 @@ class SimilarityPredictor(RegressorMixin, BaseEstimator):
         self.y_ = y.astype(float)
         self.n_labels_ = len(y)
         self.y_range_ = float(np.ptp(self.y_))
-        self.scaler_ = StandardScaler().fit(X)
+        self.scaler_ = Standardiser().fit(X)
         self.candidates_ = NearestNeighbors().fit(self.scaler_.transform(X))
         self.metric_ = build_metric(
             metric_weights(self.metric, self.alpha, self.beta, self.gamma),

@@ -179,3 +179,37 @@ def test_knn_label_spacing_from_a_sample_matches_all_labels() -> None:
     sampled = KNNPredictor().fit(X, y).neighbor_scale_
     distances, _ = KNNPredictor().fit(X, y).knn_.kneighbors(n_neighbors=5)
     assert sampled == pytest.approx(np.median(distances.mean(axis=1)), rel=0.1)
+
+
+def test_ridge_updates_the_previous_fits_normal_matrix_exactly() -> None:
+    """A retrain moves the previous fit's d x d normal matrix and updates it with the rows that
+    changed; the result must equal a fit from scratch."""
+    X, y = linear_data(300, d=40)
+    ids = [f"task-{i}" for i in range(300)]
+    previous = RidgePredictor(max_exact=50).fit(X[:-1], y[:-1], row_ids=ids[:-1])
+    lent = previous.normal_matrix_
+    before = previous.predict(X[:20])
+    # One new row, one row gone, one id whose features changed, labels changed, rows reordered.
+    X2 = np.concatenate([X[1:], X[:1]])
+    ids2 = ids[1:] + ["task-0"]
+    X2[5] += 0.5
+    y2 = np.concatenate([y[1:], y[:1]]) + 1.0
+    model = RidgePredictor(max_exact=50).fit(X2, y2, row_ids=ids2, previous=previous)
+    scratch = RidgePredictor(max_exact=50).fit(X2, y2)
+    assert model.normal_matrix_ is lent and previous.normal_matrix_ is None  # moved, not copied
+    np.testing.assert_array_equal(previous.predict(X[:20]), before)  # the old model still serves
+    # float32 Cholesky on both sides: equal to ~1e-5; a row missed or counted twice moves them ~1e-2.
+    np.testing.assert_allclose(model.coef_, scratch.coef_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.predict(X), scratch.predict(X), atol=1e-4)
+    np.testing.assert_allclose(model.coef_, sklearn_ridge(X2, y2, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_ridge_rebuilds_the_normal_matrix_when_most_rows_changed() -> None:
+    X, y = linear_data(300, d=40)
+    previous = RidgePredictor(max_exact=50).fit(X, y)
+    X2, y2 = linear_data(300, d=40, seed=3)  # same ids (positions), new content
+    model = RidgePredictor(max_exact=50).fit(X2, y2, previous=previous)
+    assert model.normal_matrix_ is not None
+    np.testing.assert_allclose(model.coef_, sklearn_ridge(X2, y2, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="300 feature rows but 2 row_ids"):
+        RidgePredictor().fit(X2, y2, row_ids=["a", "b"])

@@ -168,3 +168,17 @@ def test_embed_keeps_float32_and_matches_float64() -> None:
     assert Z32.dtype == np.float32
     # Same subspace: components may flip sign, so compare Gram matrices.
     np.testing.assert_allclose(Z32 @ Z32.T, Z64 @ Z64.T, atol=1e-3)
+
+
+def test_standardiser_matches_standard_scaler_and_keeps_float32() -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    from ml_backend.standardise import Standardiser
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(5, 3, (2500, 7))).astype(np.float32)
+    X[:, 3] = 2.0  # a constant column is centred, not divided by zero
+    Z = Standardiser(chunk=1000).fit(X).transform(X)
+    assert Z.dtype == np.float32
+    np.testing.assert_allclose(Z, StandardScaler().fit_transform(X.astype(float)), atol=1e-5)
+    assert Standardiser().fit(X.astype(float)).transform(X.astype(float)).dtype == np.float64
