@@ -7,9 +7,15 @@ with no temporary as big as the input, and float32 input stays float32. ``Standa
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
+
+
+def _working_dtype(X: np.ndarray) -> type[np.floating]:
+    return np.float32 if X.dtype == np.float32 else np.float64
 
 
 class Standardiser(TransformerMixin, BaseEstimator):
@@ -18,21 +24,33 @@ class Standardiser(TransformerMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: object = None) -> "Standardiser":
         X = np.asarray(X)
-        self.mean_ = X.mean(axis=0, dtype=np.float64)
-        sum_sq = np.zeros(X.shape[1])
-        for start in range(0, len(X), self.chunk):
-            block = X[start : start + self.chunk] - self.mean_
-            sum_sq += np.einsum("ij,ij->j", block, block)
-        scale = np.sqrt(sum_sq / len(X))
-        scale[scale < 10 * np.finfo(X.dtype if X.dtype == np.float32 else np.float64).eps] = 1.0
-        self.scale_ = scale
+        mean = X.mean(axis=0, dtype=np.float64)
+        centred = mean.astype(_working_dtype(X))
+        self._set(mean, lambda block: X[block] - centred, len(X), X)
         return self
+
+    def fit_transform(self, X: np.ndarray, y: object = None) -> np.ndarray:
+        """Centres one copy and scales it in place: the only array as big as X is the result."""
+        X = np.asarray(X)
+        mean = X.mean(axis=0, dtype=np.float64)
+        Z = X - mean.astype(_working_dtype(X))
+        self._set(mean, lambda block: Z[block], len(X), X)
+        Z /= self.scale_.astype(Z.dtype)
+        return Z
+
+    def _set(self, mean: np.ndarray, centred_rows: Callable[[slice], np.ndarray], n: int, X: np.ndarray) -> None:
+        sum_sq = np.zeros(X.shape[1])
+        for start in range(0, n, self.chunk):
+            block = centred_rows(slice(start, start + self.chunk))
+            sum_sq += np.einsum("ij,ij->j", block, block, dtype=np.float64)
+        scale = np.sqrt(sum_sq / n)
+        scale[scale < 10 * np.finfo(_working_dtype(X)).eps] = 1.0
+        self.mean_, self.scale_ = mean, scale
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """A standardised copy; float32 stays float32, anything else becomes float64."""
         check_is_fitted(self, "scale_")
         X = np.asarray(X)
-        dtype = np.float32 if X.dtype == np.float32 else np.float64
-        Z = X - self.mean_.astype(dtype)
-        Z /= self.scale_.astype(dtype)
+        Z = X - self.mean_.astype(_working_dtype(X))
+        Z /= self.scale_.astype(Z.dtype)
         return Z

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from ml_backend import selectors
 from ml_backend.selectors import (
     SELECTORS,
     DBSCANSelector,
@@ -170,6 +171,18 @@ def test_embed_keeps_float32_and_matches_float64() -> None:
     np.testing.assert_allclose(Z32 @ Z32.T, Z64 @ Z64.T, atol=1e-3)
 
 
+def test_embed_beyond_the_pca_sample_keeps_the_geometry(monkeypatch) -> None:
+    X, truth = blobs(sizes=(300, 200, 150, 100))
+    full = embed(X)
+    monkeypatch.setattr(selectors, "PCA_SAMPLE", 250)
+    sampled = embed(X)
+    assert sampled.shape == full.shape
+    # Components differ slightly (and may flip sign): compare the similarity structure instead.
+    assert np.corrcoef((full @ full.T).ravel(), (sampled @ sampled.T).ravel())[0, 1] > 0.99
+    picks = KMeansSelector(n_select=4).fit(X).selected_
+    assert sorted(truth[picks].tolist()) == [0, 1, 2, 3]
+
+
 def test_standardiser_matches_standard_scaler_and_keeps_float32() -> None:
     from sklearn.preprocessing import StandardScaler
 
@@ -181,4 +194,19 @@ def test_standardiser_matches_standard_scaler_and_keeps_float32() -> None:
     Z = Standardiser(chunk=1000).fit(X).transform(X)
     assert Z.dtype == np.float32
     np.testing.assert_allclose(Z, StandardScaler().fit_transform(X.astype(float)), atol=1e-5)
+    np.testing.assert_allclose(Standardiser(chunk=1000).fit_transform(X), Z, atol=1e-6)
     assert Standardiser().fit(X.astype(float)).transform(X.astype(float)).dtype == np.float64
+
+
+def test_dbscan_eps_from_a_sample_of_k_distances_finds_the_same_groups(monkeypatch) -> None:
+    X, truth = blobs()
+    exact = DBSCANSelector(include_outliers=True).fit(X)
+    queried = []
+    real = selectors._kth_neighbour_distance
+    monkeypatch.setattr(selectors, "KDIST_SAMPLE", len(X) // 3)
+    monkeypatch.setattr(selectors, "_kth_neighbour_distance",
+                        lambda Z, k, rows=None: queried.append(len(rows)) or real(Z, k, rows))
+    sampled = DBSCANSelector(include_outliers=True).fit(X)
+    assert queried == [len(X) // 3, N_OUTLIERS]  # the curve came from the sample
+    assert sampled.n_clusters_ == 4 and sampled.n_outliers_ == N_OUTLIERS
+    np.testing.assert_array_equal(sampled.selected_, exact.selected_)  # outliers: most isolated first
