@@ -3,6 +3,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from sklearn.linear_model import Ridge
+from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from ml_backend.predictors import PREDICTORS, KNNPredictor, RidgePredictor, create_predictor
@@ -177,8 +178,21 @@ def test_ridge_confidence_is_in_unit_range_and_bad_params_are_refused() -> None:
 def test_knn_label_spacing_from_a_sample_matches_all_labels() -> None:
     X, y = smooth_data(1000)
     sampled = KNNPredictor().fit(X, y).neighbor_scale_
-    distances, _ = KNNPredictor().fit(X, y).knn_.kneighbors(n_neighbors=5)
+    Xs = StandardScaler().fit_transform(X)
+    distances, _ = NearestNeighbors(n_neighbors=5).fit(Xs).kneighbors()  # every label, itself excluded
     assert sampled == pytest.approx(np.median(distances.mean(axis=1)), rel=0.1)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_knn_matches_scikit_learns_neighbours_regressor(weights: str) -> None:
+    X, y = smooth_data(300)
+    model = KNNPredictor(n_neighbors=4, weights=weights).fit(X[:200], y[:200])
+    scaler = StandardScaler().fit(X[:200])
+    reference = KNeighborsRegressor(4, weights=weights).fit(scaler.transform(X[:200]), y[:200])
+    queries = np.vstack([X[200:], X[:3]])  # the last three are labelled images: exact matches
+    np.testing.assert_allclose(model.predict(queries), reference.predict(scaler.transform(queries)), rtol=1e-5)
+    if weights == "distance":
+        np.testing.assert_allclose(model.predict(X[:3]), y[:3])
 
 
 def test_ridge_updates_the_previous_fits_normal_matrix_exactly() -> None:
