@@ -73,9 +73,9 @@ class KNNPredictor(RegressorMixin, BaseEstimator):
         distances, indices = [], []
         for start in range(0, len(Xs), 1024):
             query = Xs[start : start + 1024]
-            q_norms = np.einsum("ij,ij->i", query, query, dtype=np.float64)
-            d2 = q_norms[:, None] + self.sq_norms_[None, :] - 2.0 * (query @ self.Xs_.T)
-            d2[d2 <= 1e-6 * (q_norms[:, None] + self.sq_norms_[None, :])] = 0.0
+            norms = np.einsum("ij,ij->i", query, query, dtype=np.float64)[:, None] + self.sq_norms_
+            d2 = norms - 2.0 * (query @ self.Xs_.T)
+            d2[d2 <= 1e-6 * norms] = 0.0
             nearest = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.tile(
                 np.arange(d2.shape[1]), (len(d2), 1))
             part = np.take_along_axis(d2, nearest, axis=1)
@@ -191,21 +191,21 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         self.y_mean_ = float(y.mean())
         yc = y - self.y_mean_
         self.normal_matrix_ = None
+        Xs = self.neighbours_.Xs_  # X in the shared standardisation, already computed
         if self.n_labels_ <= self.max_exact:
-            Xs = self.scaler_.transform(X)
             U, eig = _gram_eigen(Xs)
             Uy = U.T @ yc
             self.alpha_ = _best_alpha(U, eig, Uy, yc, alphas)
             self.coef_ = Xs.T.astype(float) @ (U @ (Uy / (eig + self.alpha_)))  # primal from dual
         else:
             rows = np.sort(np.random.default_rng(0).permutation(self.n_labels_)[: self.max_exact])
-            sample = self.scaler_.transform(X[rows])
+            sample = Xs[rows]
             sample -= sample.mean(axis=0)
             U, eig = _gram_eigen(sample, np.float32)
             ys = yc[rows] - yc[rows].mean()
             self.alpha_ = _best_alpha(U, eig, U.T @ ys, ys, alphas)
             if self.n_labels_ <= X.shape[1]:
-                self.coef_ = _dual_solve(self.scaler_.transform(X), yc, self.alpha_)
+                self.coef_ = _dual_solve(Xs, yc, self.alpha_)
             else:
                 normal = None
                 if isinstance(previous, RidgePredictor):  # moved, not shared: see _NormalMatrix

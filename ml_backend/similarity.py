@@ -89,8 +89,8 @@ class SimilarityPredictor(RegressorMixin, BaseEstimator):
         self.y_ = y.astype(float)
         self.n_labels_ = len(y)
         self.y_range_ = float(np.ptp(self.y_))
-        self.scaler_ = Standardiser().fit(X)
-        self.candidates_ = NearestNeighbors().fit(self.scaler_.transform(X))
+        self.scaler_ = Standardiser()
+        self.candidates_ = NearestNeighbors().fit(self.scaler_.fit_transform(X))
         self.metric_ = build_metric(
             metric_weights(self.metric, self.alpha, self.beta, self.gamma),
             self.lpips_net,

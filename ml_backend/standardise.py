@@ -26,7 +26,7 @@ class Standardiser(TransformerMixin, BaseEstimator):
         X = np.asarray(X)
         mean = X.mean(axis=0, dtype=np.float64)
         centred = mean.astype(_working_dtype(X))
-        self._set(mean, lambda block: X[block] - centred, len(X), X)
+        self._set(mean, lambda block: X[block] - centred, X)
         return self
 
     def fit_transform(self, X: np.ndarray, y: object = None) -> np.ndarray:
@@ -34,11 +34,13 @@ class Standardiser(TransformerMixin, BaseEstimator):
         X = np.asarray(X)
         mean = X.mean(axis=0, dtype=np.float64)
         Z = X - mean.astype(_working_dtype(X))
-        self._set(mean, lambda block: Z[block], len(X), X)
+        self._set(mean, lambda block: Z[block], X)
         Z /= self.scale_.astype(Z.dtype)
         return Z
 
-    def _set(self, mean: np.ndarray, centred_rows: Callable[[slice], np.ndarray], n: int, X: np.ndarray) -> None:
+    def _set(self, mean: np.ndarray, centred_rows: Callable[[slice], np.ndarray], X: np.ndarray) -> None:
+        """Store ``mean_`` and ``scale_``; the variance sums ``centred_rows`` chunk by chunk."""
+        n = len(X)
         sum_sq = np.zeros(X.shape[1])
         for start in range(0, n, self.chunk):
             block = centred_rows(slice(start, start + self.chunk))
