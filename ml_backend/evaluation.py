@@ -111,6 +111,18 @@ def select(X: np.ndarray, selector: str, budget: int, seed: int, exclude: Sequen
     return chosen
 
 
+def subsample_rows(n_images: int, fraction: float, seed: int) -> np.ndarray:
+    """The sorted rows of a seed's own random ``fraction`` of the images (all of them for 1).
+
+    A selector that picks the same images for every seed (``ted``, ``kcenter``) shows no spread
+    over seeds on a fixed dataset; replaying each seed on a different subset measures how much
+    its result depends on the particular images instead. Seeded apart from the labels' noise."""
+    if fraction >= 1.0:
+        return np.arange(n_images)
+    size = max(1, round(fraction * n_images))
+    return np.sort(np.random.default_rng([seed, 1]).choice(n_images, size, replace=False))
+
+
 @dataclass
 class Trial:
     selector: str
@@ -219,34 +231,40 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
 
 
 def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
-    """SRCC against budget, one line per configuration, with the spread over seeds."""
+    """SRCC against budget, one line per configuration, with the spread over seeds.
+
+    Colour = predictor and selector, line = labels (solid oracle, dashed one noisy rater),
+    marker = strategy (circle up front, square active), so dozens of lines stay tellable apart;
+    the legend sits outside the axes where it hides no line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    series: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in summary:
-        series[f"{row['predictor']} / {row['selector']} / {row['labels']} / {row['strategy']}"].append(row)
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    colours = plt.get_cmap("tab20")
-    for number, (label, rows) in enumerate(sorted(series.items())):
+        series[(row["predictor"], row["selector"], row["labels"], row["strategy"])].append(row)
+    models = sorted({key[:2] for key in series})
+    fig, ax = plt.subplots(figsize=(12, max(6.5, 1.0 + 0.19 * len(series))))  # room for the legend
+    colours = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
+    for key, rows in sorted(series.items()):
         rows.sort(key=lambda r: r["budget"])
         budgets = [r["budget"] for r in rows]
         means = np.array([r["srcc"] for r in rows])
         spread = np.array([r["srcc_std"] for r in rows])
-        style = "--" if rows[0]["labels"] == "single" else "-"  # one noisy rater: dashed
-        colour = colours(number % 20)
-        ax.plot(budgets, means, style, marker="o", color=colour, label=label)
-        ax.fill_between(budgets, means - spread, means + spread, color=colour, alpha=0.08)
+        colour = colours(models.index(key[:2]) % colours.N)
+        ax.plot(budgets, means, "--" if key[2] == "single" else "-",
+                marker="s" if key[3] == "active" else "o", color=colour, label=" / ".join(key))
+        ax.fill_between(budgets, means - spread, means + spread, color=colour, alpha=0.06)
     ax.set_xlabel("labelled images (budget)")
     ax.set_ylabel("SRCC with human MOS on the unlabelled images")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title_fontsize=7,
+              title="predictor / selector / labels / strategy")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

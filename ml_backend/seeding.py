@@ -29,7 +29,7 @@ class SeedOptions:
     label_config: Path
     title: str | None = None
     project_id: int | None = None
-    selector: str = "kmeans"
+    selector: str = "ted"
     selector_params: dict[str, Any] = field(default_factory=dict)
     backbone: str = "efficientnet_lite0"
     backbone_params: dict[str, Any] = field(default_factory=dict)

@@ -27,12 +27,14 @@ MAX_COMPONENTS = 64
 GAP_FACTOR = 1.5
 #: Beyond this many images, DBSCANSelector reads eps off the k-distances of a seeded sample of them.
 KDIST_SAMPLE = 10_000
+#: TEDSelector's default ridge penalty of the design, chosen on random 320-image subsets of clive-dev.
+MU = 0.03
 #: Beyond this many images, embed fits its PCA on a seeded sample of them.
 PCA_SAMPLE = 20_000
 
 
-def embed(X: np.ndarray, random_state: int | None = 0) -> np.ndarray:
-    """Standardise, PCA to <= 64 dims, L2-normalise rows.
+def embed(X: np.ndarray, random_state: int | None = 0, n_components: int = MAX_COMPONENTS) -> np.ndarray:
+    """Standardise, PCA to <= ``n_components`` (64) dims, L2-normalise rows.
 
     Raw pooled CNN features have thousands of correlated, differently scaled columns in which
     Euclidean distances concentrate; this makes distances behave like cosine distances over the
@@ -46,7 +48,7 @@ def embed(X: np.ndarray, random_state: int | None = 0) -> np.ndarray:
     X = _check_X(X)
     n_samples, n_features = X.shape
     # Centred data has rank <= n_samples - 1, so more components would only be noise.
-    n_components = min(MAX_COMPONENTS, n_samples - 1, n_features)
+    n_components = min(n_components, n_samples - 1, n_features)
     scaler = Standardiser()
     if n_samples <= PCA_SAMPLE:
         Z = scaler.fit_transform(X)
@@ -269,6 +271,81 @@ class KCenterSelector(BaseEstimator):
         self.labels_ = labels
         self.n_clusters_ = len(chosen)
         return self
+
+
+@SELECTORS.register("ted")
+class TEDSelector(BaseEstimator):
+    """Transductive experimental design (Yu, Bi & Tresp, ICML 2006): the images from which a ridge
+    regression best reconstructs every image's features.
+
+    Greedy: each pick ``j`` maximises ``||K[:, j]||^2 / (K[j, j] + mu)`` on the residual kernel
+    ``K`` (linear, on the ``embed``-ded features), which then loses what ``j`` explains:
+    ``K -= K[:, j] K[j, :] / (K[j, j] + mu)``. Unlike k-means, which covers the feature space
+    evenly, this favours images that are typical of many others *and* unlike those already
+    chosen, which is what a ridge predictor trained on them needs: on random subsets of
+    clive-dev it gave ridge SRCC +0.025 / +0.023 over k-means at 50 / 100 labels (README,
+    "Label efficiency"), where all principal components beat 256 and 128 of them.
+
+    The same greedy runs in feature space without the N x N kernel (``n_components`` = r, at
+    most 512 by default: all of them up to 513 images): per pick O(N r + r^2) time, O(N r)
+    memory, so it scales to 100,000-image folders (17 s there).
+    ``mu`` is the ridge penalty of the design: small values reward explaining the features
+    exactly (favours outliers), large ones favour dense regions. Deterministic: ``random_state``
+    only seeds the PCA of ``embed``. The picks are nested: the first k of a larger ``n_select``
+    are the picks for k.
+
+    Attributes: ``selected_`` (``min(n_select, n_samples)`` distinct rows, in pick order),
+    ``labels_`` (per row, the index in ``selected_`` of its nearest pick), ``n_clusters_``
+    (number of picks).
+    """
+
+    def __init__(self, n_select: int = 20, n_components: int = 512, mu: float = MU,
+                 random_state: int | None = 0) -> None:
+        self.n_select = n_select
+        self.n_components = n_components
+        self.mu = mu
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: None = None) -> "TEDSelector":
+        _check_positive_int("n_select", self.n_select)
+        _check_positive_int("n_components", self.n_components)
+        if not self.mu > 0:
+            raise ValueError(f"mu must be positive, got {self.mu!r}")
+        Z = embed(X, self.random_state, self.n_components).astype(np.float64)
+        k = min(int(self.n_select), len(Z))
+        # In feature space, with B = (mu I + sum of z z^T over picks)^-1 and S = Z^T Z, the
+        # residual kernel column of row i has squared norm n_i = z_i^T B S B z_i and its diagonal
+        # is mu q_i with q_i = z_i^T B z_i, so the score is n_i / (1 + q_i) up to a constant.
+        # A rank-one (Sherman-Morrison) update of B updates n and q in O(N r).
+        mu = float(self.mu)
+        S = Z.T @ Z
+        B = np.eye(Z.shape[1]) / mu
+        q = np.einsum("ij,ij->i", Z, Z) / mu
+        n = np.einsum("ij,ij->i", Z @ S, Z) / mu**2
+        available = np.ones(len(Z), dtype=bool)
+        chosen: list[int] = []
+        while len(chosen) < k:
+            # Masking chosen rows keeps picks distinct even among duplicate images.
+            pick = int(np.argmax(np.where(available, n / (1.0 + q), -np.inf)))
+            chosen.append(pick)
+            available[pick] = False
+            u = B @ Z[pick]
+            c = 1.0 + Z[pick] @ u
+            Su = S @ u
+            a = Z @ u
+            n -= 2.0 * a * (Z @ (B @ Su)) / c - a**2 * (u @ Su) / c**2
+            q -= a**2 / c
+            B -= np.outer(u, u) / c
+        self.selected_ = np.array(chosen, dtype=int)
+        self.labels_ = _nearest(Z, self.selected_)
+        self.n_clusters_ = len(chosen)
+        return self
+
+
+def _nearest(Z: np.ndarray, centres: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Per row, the index in ``centres`` of the nearest of those rows (chunked: bounded memory)."""
+    return np.concatenate([pairwise_distances(Z[start : start + chunk], Z[centres]).argmin(axis=1)
+                           for start in range(0, len(Z), chunk)])
 
 
 @SELECTORS.register("random")

@@ -273,7 +273,7 @@ def selection_child(name: str, n: int) -> None:
 
 def bench_selection(sizes: list[int], skip: set[tuple[str, int]], timeout: float) -> None:
     for n in sizes:
-        for name in ("kmeans", "kcenter", "dbscan", "random"):
+        for name in ("ted", "kmeans", "kcenter", "dbscan", "random"):
             case = f"{name} (n_select=100), {n:,} x {FEATURE_DIM} float32"
             if (name, n) in skip:
                 add("selection", case, "skipped (--quick)")

@@ -16,7 +16,7 @@ from ml_backend.backbones import BACKBONES
 from ml_backend.config import Config
 from ml_backend.evaluation import (
     LABEL_MODES, STRATEGIES, DatasetError, load_dataset, markdown_table, parse_predictor_spec, plot, run_trial,
-    summarise, trials_as_dicts,
+    subsample_rows, summarise, trials_as_dicts,
 )
 from ml_backend.features import FeatureExtractor
 from ml_backend.predictors import PREDICTORS
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None, config: Config) -> argparse.Namespace:
                         "is proxy_labels.csv)")
     parser.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default %(default)s)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100, 200])
-    parser.add_argument("--selectors", nargs="+", default=["random", "kmeans"], choices=SELECTORS.names())
+    parser.add_argument("--selectors", nargs="+", default=["random", "kmeans", "ted"], choices=SELECTORS.names())
     parser.add_argument("--predictors", nargs="+", default=[config.predictor, "knn"],
                         help=f"names ({', '.join(PREDICTORS.names())}) optionally with parameters, "
                         "e.g. similarity:metric=ssim,n_neighbors=3 (default: the configured "
@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None, config: Config) -> argparse.Namespace:
                         help="upfront: the whole budget from the selector; active: half, then the "
                         "least confident images in 4 rounds")
     parser.add_argument("--seeds", type=int, default=5, help="repetitions with different seeds (default 5)")
+    parser.add_argument("--subsample", type=float, default=1.0, metavar="FRACTION",
+                        help="each seed replays on its own random FRACTION of the images (e.g. 0.8), "
+                        "so that deterministic selectors (ted, kcenter) vary too (default 1: all)")
     parser.add_argument("--scale", type=float, nargs=2, default=[0.0, 100.0], metavar=("MIN", "MAX"),
                         help="labelling scale for simulated raters (default 0 100)")
     parser.add_argument("--backbone", choices=BACKBONES.names(), default=config.backbone)
@@ -60,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     config = Config.from_env()
     args = parse_args(argv, config)
     try:
+        if not 0.0 < args.subsample <= 1.0:
+            raise ValueError(f"--subsample must be in (0, 1], got {args.subsample}")
         dataset = load_dataset(args.dataset, tuple(args.scale), args.labels_csv)
         for spec in args.predictors:
             parse_predictor_spec(spec)
@@ -80,21 +85,25 @@ def main(argv: list[str] | None = None) -> int:
     trials = []
     started = time.perf_counter()
     for labels, strategy, selector, predictor, budget, seed in tqdm(grid, desc="trials"):
-        if budget >= len(dataset.paths):
+        keep = subsample_rows(len(dataset.paths), args.subsample, seed)
+        if budget >= len(keep):
             continue
-        trials.append(run_trial(features.features, dataset, selector, predictor, budget, seed, labels, strategy))
+        trials.append(run_trial(features.features[keep], dataset.subset(keep), selector, predictor, budget, seed,
+                                labels, strategy))
     summary = summarise(trials)
     args.out.mkdir(parents=True, exist_ok=True)
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
-             "max_side": args.max_side, "seeds": args.seeds, "command": " ".join(sys.argv),
+             "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "command": " ".join(sys.argv),
              "seconds": round(time.perf_counter() - started, 1)}
     (args.out / "results.json").write_text(json.dumps(
         {"setup": setup, "summary": summary, "trials": trials_as_dicts(trials)}, indent=1))
     table = markdown_table(summary)
+    subsampled = f" (each on its own random {args.subsample:.0%} of the images)" if args.subsample < 1 else ""
     (args.out / "results.md").write_text(
         f"Dataset `{args.dataset}` ({len(dataset.paths)} images), backbone `{args.backbone}`, "
-        f"{args.seeds} seeds; mean ± std over seeds; metrics on the images not labelled.\n\n{table}\n")
-    plot(summary, args.out / "srcc.png", f"{args.dataset.name}: {len(dataset.paths)} images, {args.backbone}")
+        f"{args.seeds} seeds{subsampled}; mean ± std over seeds; metrics on the images not labelled.\n\n{table}\n")
+    title = f"{args.dataset.name}: {len(dataset.paths)} images{subsampled}, {args.backbone}"
+    plot(summary, args.out / "srcc.png", title)
     print(table)
     print(f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'srcc.png'}")
     return 0

@@ -46,10 +46,10 @@ def parse_args(argv: list[str] | None, config: Config) -> argparse.Namespace:
                     help="ML backend URL as Label Studio reaches it (MOS_BACKEND_URL); omit to "
                     "connect it later in the UI")
     sel = parser.add_argument_group("selection")
-    sel.add_argument("--selector", choices=SELECTORS.names(), default="kmeans",
+    sel.add_argument("--selector", choices=SELECTORS.names(), default="ted",
                      help="how representatives are picked (default %(default)s)")
     sel.add_argument("-n", "--n-representatives", type=int,
-                     help="number of representatives (k-means default 20; DBSCAN default: one "
+                     help="number of representatives (default 20; DBSCAN default: one "
                      "per cluster)")
     sel.add_argument("--eps", type=float, help="DBSCAN eps (default: chosen from the data)")
     sel.add_argument("--min-samples", type=int, default=5, help="DBSCAN min_samples (default 5)")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ml_backend.evaluation import (
-    Dataset, DatasetError, load_dataset, markdown_table, plot, run_trial, select, simulated_labels, summarise,
+    Dataset, DatasetError, load_dataset, markdown_table, plot, run_trial, select, simulated_labels, subsample_rows,
+    summarise,
 )
 from ml_backend.metrics import all_metrics, fit_logistic, plcc, plcc_raw, rmse, srcc
 
@@ -119,12 +120,29 @@ def test_evaluate_command_on_generated_images(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "evaluate.py"), str(tmp_path / "data"), "--out", str(out),
          "--budgets", "8", "--seeds", "2", "--selectors", "random", "--predictors", "ridge", "knn",
-         "--labels", "oracle", "single", "--cache-dir", str(tmp_path / "cache")],
+         "--labels", "oracle", "single", "--cache-dir", str(tmp_path / "cache"), "--subsample", "0.9"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "results.json").read_text())
-    assert report["setup"]["images"] == len(rows)
+    assert report["setup"]["images"] == len(rows) and report["setup"]["subsample"] == 0.9
     assert len(report["trials"]) == 2 * 2 * 2 and len(report["summary"]) == 4
     assert "| single | random | ridge | upfront | 8 |" in (out / "results.md").read_text()
     assert (out / "srcc.png").exists()
+
+
+def test_subsample_rows_are_a_seeded_sorted_subset_per_seed() -> None:
+    np.testing.assert_array_equal(subsample_rows(7, 1.0, 3), np.arange(7))
+    a, b = subsample_rows(100, 0.8, 0), subsample_rows(100, 0.8, 1)
+    assert len(a) == 80 and len(set(a.tolist())) == 80 and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, subsample_rows(100, 0.8, 0))
+    assert not np.array_equal(a, b)
+    assert len(subsample_rows(3, 0.01, 0)) == 1
+
+
+def test_evaluate_command_rejects_a_bad_subsample(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "evaluate.py"), str(tmp_path), "--subsample", "1.5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1 and "--subsample must be in (0, 1], got 1.5" in result.stderr

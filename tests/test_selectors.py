@@ -8,6 +8,7 @@ from ml_backend.selectors import (
     KCenterSelector,
     KMeansSelector,
     RandomSelector,
+    TEDSelector,
     embed,
 )
 
@@ -33,7 +34,7 @@ def test_embed_is_unit_norm_and_at_most_64_dims() -> None:
 
 
 @pytest.mark.parametrize(
-    "selector", [KMeansSelector(), DBSCANSelector(), KCenterSelector(), RandomSelector()]
+    "selector", [KMeansSelector(), DBSCANSelector(), KCenterSelector(), RandomSelector(), TEDSelector()]
 )
 def test_empty_input_is_a_clear_error(selector) -> None:
     with pytest.raises(ValueError, match="no images to select from"):
@@ -128,7 +129,7 @@ def test_random_selector_is_distinct_and_seeded() -> None:
 
 
 def test_registry_creates_selectors_by_name() -> None:
-    assert {"kmeans", "dbscan", "kcenter", "random"} <= set(SELECTORS.names())
+    assert {"kmeans", "dbscan", "kcenter", "random", "ted"} <= set(SELECTORS.names())
     selector = SELECTORS.create("kmeans", n_select=3, random_state=0)
     assert isinstance(selector, KMeansSelector) and selector.n_select == 3
     with pytest.raises(ValueError, match="unknown selector 'nope'.*kmeans"):
@@ -210,3 +211,49 @@ def test_dbscan_eps_from_a_sample_of_k_distances_finds_the_same_groups(monkeypat
     assert queried == [len(X) // 3, N_OUTLIERS]  # the curve came from the sample
     assert sampled.n_clusters_ == 4 and sampled.n_outliers_ == N_OUTLIERS
     np.testing.assert_array_equal(sampled.selected_, exact.selected_)  # outliers: most isolated first
+
+
+def ted_by_kernel(Z: np.ndarray, n_select: int, mu: float) -> list[int]:
+    """The textbook TED greedy on the explicit N x N residual kernel (Yu et al. 2006)."""
+    K = Z @ Z.T
+    chosen: list[int] = []
+    for _ in range(n_select):
+        score = (K**2).sum(axis=0) / (np.diag(K) + mu)
+        score[chosen] = -np.inf
+        j = int(np.argmax(score))
+        chosen.append(j)
+        K = K - np.outer(K[:, j], K[j]) / (K[j, j] + mu)
+    return chosen
+
+
+@pytest.mark.parametrize("mu", [0.01, 0.3, 3.0])
+def test_ted_matches_the_kernel_form_of_the_greedy(mu: float) -> None:
+    X, _ = blobs(seed=3)
+    selector = TEDSelector(n_select=25, n_components=40, mu=mu).fit(X)
+    assert selector.selected_.tolist() == ted_by_kernel(embed(X, 0, 40), 25, mu)
+
+
+def test_ted_picks_are_distinct_nested_deterministic_and_labelled_by_nearest_pick() -> None:
+    X, truth = blobs()
+    selector = TEDSelector(n_select=12).fit(X)
+    selected = selector.selected_.tolist()
+    assert len(set(selected)) == 12 and selector.n_clusters_ == 12
+    assert set(truth[selector.selected_]) >= {0, 1, 2, 3}  # every blob is represented
+    assert TEDSelector(n_select=5).fit(X).selected_.tolist() == selected[:5]
+    assert TEDSelector(n_select=12).fit(X).selected_.tolist() == selected
+    Z = embed(X, 0, 256)
+    nearest = np.argmin(np.linalg.norm(Z[:, None, :] - Z[selector.selected_][None], axis=2), axis=1)
+    np.testing.assert_array_equal(selector.labels_, nearest)
+    assert all(selector.labels_[index] == pick for pick, index in enumerate(selected))
+
+
+def test_ted_handles_duplicates_tiny_inputs_and_bad_parameters() -> None:
+    assert sorted(TEDSelector(n_select=3).fit(np.ones((5, 10))).selected_.tolist()) == [0, 1, 2]
+    dup = np.repeat(blobs()[0][:4], 3, axis=0)
+    assert len(set(TEDSelector(n_select=10).fit(dup).selected_.tolist())) == 10
+    assert TEDSelector(n_select=50).fit(np.eye(7)).selected_.shape == (7,)
+    assert TEDSelector(n_select=1).fit(np.ones((1, 4))).selected_.tolist() == [0]
+    for params, field in [({"n_select": 0}, "n_select"), ({"n_components": 0}, "n_components"),
+                          ({"mu": 0.0}, "mu"), ({"mu": -1.0}, "mu")]:
+        with pytest.raises(ValueError, match=field):
+            TEDSelector(**params).fit(np.eye(7))
