@@ -82,14 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     dataset = dataset.subset([ok[p] for p in features.paths])
     grid = list(itertools.product(args.labels, args.strategies, args.selectors, args.predictors,
                                   args.budgets, range(args.seeds)))
+    # Each seed's images, cut once rather than per trial; without --subsample all of them, uncopied.
+    replays = {}
+    for seed in range(args.seeds):
+        if args.subsample >= 1.0:
+            replays[seed] = (features.features, dataset)
+        else:
+            keep = subsample_rows(len(dataset.paths), args.subsample, seed)
+            replays[seed] = (features.features[keep], dataset.subset(keep))
     trials = []
     started = time.perf_counter()
     for labels, strategy, selector, predictor, budget, seed in tqdm(grid, desc="trials"):
-        keep = subsample_rows(len(dataset.paths), args.subsample, seed)
-        if budget >= len(keep):
+        X, replay = replays[seed]
+        if budget >= len(replay.paths):
             continue
-        trials.append(run_trial(features.features[keep], dataset.subset(keep), selector, predictor, budget, seed,
-                                labels, strategy))
+        trials.append(run_trial(X, replay, selector, predictor, budget, seed, labels, strategy))
     summary = summarise(trials)
     args.out.mkdir(parents=True, exist_ok=True)
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
