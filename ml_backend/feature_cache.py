@@ -2,7 +2,7 @@
 
 Keys are content hashes, so renamed or re-imported files hit the cache and edited files miss it.
 Vectors are stored as float16 (half the disk of float32: ~8 KB per entry, ~0.8 GB for 100,000
-images of 3904 dims) and handed out as float32; features are pooled activations whose float16
+images of 4,025 dims) and handed out as float32; features are pooled activations whose float16
 round-trip (~3 significant digits) changes KNN predictions negligibly. Vectors with values beyond
 float16's range are stored as float32. Writes are atomic (temp file + ``os.replace``) so concurrent
 processes never see half a vector; an unreadable entry is a miss, never a crash.

