@@ -1,0 +1,383 @@
+"""``mos-annotator``: one command, a subcommand per job.
+
+Every default comes from the settings (``mos-annotator settings`` lists them). A ``UserError``
+from any subcommand is printed as one line and exits 1. Heavy modules (torch, Label Studio's SDK)
+are imported only by the subcommand that runs, so ``--help`` answers at once.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .config import Config, settings_table
+from .errors import UserError
+from .features import BACKBONES
+from .prediction import PREDICTORS
+from .selection import SELECTORS
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = Config.from_env()
+        parser = build_parser(config)
+        args = parser.parse_args(argv)
+        handler: Handler = args.handler
+        return handler(args, config)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser(config: Config) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mos-annotator",
+        description="Build Mean Opinion Score datasets with Label Studio: rate a fraction of an image "
+        "folder, predict the rest. Every setting is an environment variable (`mos-annotator settings`).",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for add in (_serve, _seed, _export, _evaluate, _sample, _settings, _quickstart, _benchmark):
+        add(commands, config)
+    return parser
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str, description: str,
+             handler: Handler) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=summary, description=description)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _label_studio_options(parser: argparse.ArgumentParser, config: Config) -> None:
+    group = parser.add_argument_group("Label Studio")
+    group.add_argument("--url", default=config.label_studio_url,
+                       help="Label Studio URL (LABEL_STUDIO_URL; now: %(default)s)")
+    group.add_argument("--api-key", default=config.label_studio_api_key,
+                       help="Label Studio token (LABEL_STUDIO_API_KEY)")
+
+
+def _feature_options(parser: argparse.ArgumentParser, config: Config) -> None:
+    group = parser.add_argument_group("features")
+    group.add_argument("--backbone", choices=BACKBONES.names(), default=config.backbone,
+                       help="CNN backbone (MOS_BACKBONE; now: %(default)s)")
+    group.add_argument("--cache-dir", type=Path, default=config.cache_dir,
+                       help="feature cache (MOS_CACHE_DIR; now: %(default)s)")
+    group.add_argument("--max-side", type=int, default=config.max_side,
+                       help="downscale images whose longer side exceeds this (MOS_MAX_SIDE; now: %(default)s)")
+
+
+def _with_features(config: Config, args: argparse.Namespace) -> Config:
+    return dataclasses.replace(config, backbone=args.backbone, cache_dir=args.cache_dir, max_side=args.max_side)
+
+
+# --- serve -----------------------------------------------------------------------------------
+def _serve(commands: argparse._SubParsersAction, config: Config) -> None:
+    parser = _command(commands, "serve", "run the ML backend Label Studio connects to",
+                      "Run the ML backend (waitress, one process, 8 threads). Settings come from the "
+                      "environment; see `mos-annotator settings`.", run_serve)
+    parser.add_argument("--host", default=config.host, help="listen address (MOS_HOST; now: %(default)s)")
+    parser.add_argument("--port", type=int, default=config.port, help="port (MOS_PORT; now: %(default)s)")
+
+
+def run_serve(args: argparse.Namespace, config: Config) -> int:
+    config = dataclasses.replace(config, host=args.host, port=args.port)
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per SDK call drowns the story
+    from waitress import serve
+
+    from .features.extractor import FeatureExtractor
+    from .service.app import create_app
+    from .service.service import MOSService
+
+    PREDICTORS.create(config.predictor, config.params_for(config.predictor))  # bad settings fail here
+    extractor = FeatureExtractor.from_config(config)  # and a bad weights file too, before serving
+    app = create_app(config, MOSService(config, extractor=extractor))
+    logging.getLogger("ml_backend").info(
+        "MOS backend on http://%s:%s (backbone %s, predictor %s %s, state %s)",
+        config.host, config.port, config.backbone, config.predictor,
+        config.params_for(config.predictor), config.state_dir,
+    )
+    serve(app, host=config.host, port=config.port, threads=8, ident="mos-annotator")
+    return 0
+
+
+# --- seed ------------------------------------------------------------------------------------
+def _seed(commands: argparse._SubParsersAction, config: Config) -> None:
+    parser = _command(
+        commands, "seed", "create a Label Studio project from an image folder, representatives first",
+        "Extract CNN features of every image in FOLDER (cached), pick representative images, create "
+        "(or reuse) a Label Studio project, import every image not yet in it, representatives first, "
+        "then connect the ML backend.", run_seed)
+    parser.add_argument("folder", type=Path, help="image folder (searched recursively); must lie inside "
+                        "LOCAL_FILES_DOCUMENT_ROOT")
+    _label_studio_options(parser, config)
+    from .labelstudio.label_config import BUNDLED, bundled_config
+
+    project = parser.add_argument_group("project")
+    project.add_argument("--document-root", type=Path, default=config.document_root,
+                         help="Label Studio's LOCAL_FILES_DOCUMENT_ROOT (now: %(default)s)")
+    project.add_argument("--title", help="project title (default: 'MOS <folder name>'); an existing project "
+                         "with this title is reused")
+    project.add_argument("--project-id", type=int, help="add to this existing project instead")
+    project.add_argument("--label-config", type=Path, default=bundled_config(BUNDLED[0]),
+                         help=f"labeling config XML for a new project (default: the shipped {BUNDLED[0]}; "
+                         f"also shipped: {', '.join(BUNDLED[1:])}, as label_config/ in the repository)")
+    project.add_argument("--raters", type=int, help="annotations wanted per image (MOS = their mean); "
+                         "default 1 for a new project, unchanged for an existing one")
+    project.add_argument("--backend-url", default=config.backend_url or None,
+                         help="ML backend URL as Label Studio reaches it (MOS_BACKEND_URL); omit to connect "
+                         "it later in the UI")
+    selection = parser.add_argument_group("selection")
+    selection.add_argument("--selector", choices=SELECTORS.names(), default=config.selector,
+                           help="how representatives are picked (MOS_SELECTOR; now: %(default)s)")
+    selection.add_argument("-n", "--n-representatives", type=int,
+                           help=f"number of representatives (MOS_REPRESENTATIVES; now: {config.n_representatives}; "
+                           "DBSCAN default: one per cluster)")
+    selection.add_argument("--eps", type=float, help="DBSCAN eps (default: chosen from the data)")
+    selection.add_argument("--min-samples", type=int, help="DBSCAN min_samples (default: the selector's)")
+    selection.add_argument("--include-outliers", action="store_true",
+                           help="DBSCAN: also make outlier images representatives")
+    selection.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    _feature_options(parser, config)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run_seed(args: argparse.Namespace, config: Config) -> int:
+    from .labelstudio.client import LabelStudioClient
+    from .labelstudio.seeding import SeedOptions, seed_project, selector_params
+
+    if args.document_root is None:
+        raise UserError("set LOCAL_FILES_DOCUMENT_ROOT or pass --document-root")
+    count = args.n_representatives
+    if count is None and args.selector != "dbscan":
+        count = config.n_representatives
+    options = SeedOptions(
+        folder=args.folder, document_root=args.document_root, label_config=args.label_config,
+        title=args.title, project_id=args.project_id, selector=args.selector,
+        selector_params=selector_params(args.selector, count, args.seed, args.eps, args.min_samples,
+                                        args.include_outliers),
+        features=_with_features(config, args), backend_url=args.backend_url, raters=args.raters,
+        progress=not args.no_progress,
+        backend_auth=(config.basic_auth_user, config.basic_auth_pass)
+        if config.basic_auth_user and config.basic_auth_pass else None,
+    )
+    report = seed_project(LabelStudioClient(args.url, args.api_key), options)
+    print(f"project:          {report.project_url} (id {report.project_id}, "
+          f"{'created' if report.created else 'existing'})")
+    print(f"images:           {report.n_images} readable, {report.n_imported} imported, "
+          f"{report.n_already_present} already in the project")
+    print(f"representatives:  {len(report.representatives)} from {report.n_clusters} clusters "
+          f"({args.selector}): {', '.join(report.representatives[:10])}"
+          f"{' ...' if len(report.representatives) > 10 else ''}")
+    print(f"ML backend:       {report.backend}")
+    if report.skipped:
+        print(f"skipped:          {len(report.skipped)} file(s)")
+        for name, reason in sorted(report.skipped.items()):
+            print(f"  {name}: {reason}")
+    return 0
+
+
+# --- export ----------------------------------------------------------------------------------
+def _export(commands: argparse._SubParsersAction, config: Config) -> None:
+    parser = _command(
+        commands, "export", "write MOS.csv: human means where rated, predictions elsewhere",
+        "Export Image_Name,MOS for every task of a project, sorted numerically by image name (img2 "
+        "before img10). MOS is the mean over raters where people rated the image (cancelled "
+        "annotations ignored; a rater's latest annotation counts) and the newest prediction "
+        "elsewhere. Images with neither are listed on stderr.", run_export)
+    parser.add_argument("--project-id", type=int, required=True, help="Label Studio project id")
+    parser.add_argument("--out", type=Path, default=Path("MOS.csv"), help="output CSV (default %(default)s)")
+    parser.add_argument("--details", action="store_true",
+                        help="add Source (human/predicted), N_Ratings, Std, Model_Version columns")
+    parser.add_argument("--no-refresh", action="store_true",
+                        help="do not ask the connected ML backend (through Label Studio) for predictions "
+                        "of unrated images first; use only stored predictions")
+    _label_studio_options(parser, config)
+
+
+def run_export(args: argparse.Namespace, config: Config) -> int:
+    from .labelstudio.client import LabelStudioClient
+    from .labelstudio.exporting import export_project
+
+    report = export_project(LabelStudioClient(args.url, args.api_key), args.project_id, args.out,
+                            details=args.details, refresh=not args.no_refresh)
+    print(f"wrote {report.out}: {report.n_human + report.n_predicted} images ({report.n_human} rated by "
+          f"people, {report.n_predicted} predicted)")
+    if report.missing:
+        shown = ", ".join(report.missing[:20]) + (" ..." if len(report.missing) > 20 else "")
+        print(f"warning: {len(report.missing)} image(s) have neither a rating nor a prediction and are not "
+              f"in the CSV: {shown}", file=sys.stderr)
+    return 0
+
+
+# --- evaluate --------------------------------------------------------------------------------
+def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
+    from .evaluation import LABEL_MODES, STRATEGIES
+
+    parser = _command(
+        commands, "evaluate", "replay annotation on data with known MOS and report agreement",
+        "For each budget, selector, predictor, label mode and strategy, and each seed: label the "
+        "budget's images, fit, predict the rest, and compare with the human MOS (SRCC, PLCC after a "
+        "4-parameter logistic fit and raw, KRCC, RMSE; plus SRCC between the confidence and the "
+        "absolute error). Writes results.json, results.md and srcc.png.", run_evaluate)
+    parser.add_argument("dataset", type=Path, help="folder with labels.csv (image,mos[,mos_std]) and the "
+                        "images it names")
+    parser.add_argument("--labels-csv", default="labels.csv",
+                        help="labels file inside DATASET (default %(default)s; the sample dataset's is "
+                        "proxy_labels.csv)")
+    parser.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default %(default)s)")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100, 200],
+                        help="numbers of labelled images (default %(default)s)")
+    parser.add_argument("--selectors", nargs="+", choices=SELECTORS.names(),
+                        default=list(dict.fromkeys(["random", "kmeans", config.selector])),
+                        help="selectors to compare (default %(default)s)")
+    parser.add_argument("--predictors", nargs="+", default=list(dict.fromkeys([config.predictor, "knn"])),
+                        help=f"names ({', '.join(PREDICTORS.names())}) optionally with parameters, e.g. "
+                        "similarity:metric=ssim,n_neighbors=3 (default: the configured predictor "
+                        "MOS_PREDICTOR and the original KNN)")
+    parser.add_argument("--labels", nargs="+", default=["oracle"], choices=LABEL_MODES,
+                        help="oracle: the MOS; single: one simulated rater, mos + N(0, mos_std)")
+    parser.add_argument("--strategies", nargs="+", default=["upfront"], choices=STRATEGIES,
+                        help="upfront: the whole budget from the selector; active: half, then the least "
+                        "confident images in 4 rounds")
+    parser.add_argument("--seeds", type=int, default=5, help="repetitions with different seeds (default %(default)s)")
+    parser.add_argument("--subsample", type=float, default=1.0, metavar="FRACTION",
+                        help="each seed replays on its own random FRACTION of the images (e.g. 0.8), so that "
+                        "deterministic selectors (ted, kcenter) vary too (default 1: all)")
+    parser.add_argument("--scale", type=float, nargs=2, default=[0.0, 100.0], metavar=("MIN", "MAX"),
+                        help="labelling scale for simulated raters (default 0 100)")
+    _feature_options(parser, config)
+
+
+def run_evaluate(args: argparse.Namespace, config: Config) -> int:
+    from tqdm import tqdm
+
+    from .evaluation.replay import Grid, load_dataset, run_grid
+    from .evaluation.report import write_report
+    from .features.extractor import FeatureExtractor
+
+    grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
+                strategies=args.strategies, seeds=args.seeds, subsample=args.subsample).check()
+    dataset = load_dataset(args.dataset, tuple(args.scale), args.labels_csv)
+    features = FeatureExtractor.from_config(_with_features(config, args)).extract(dataset.paths)
+    for path, reason in features.failed.items():
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    position = {p: i for i, p in enumerate(dataset.paths)}
+    dataset = dataset.subset([position[p] for p in features.paths])
+    started = time.perf_counter()
+    trials = run_grid(features.features, dataset, grid, progress=lambda items: tqdm(items, desc="trials"))
+    setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
+             "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample,
+             "command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started, 1)}
+    subsampled = f" (each on its own random {args.subsample:.0%} of the images)" if args.subsample < 1 else ""
+    description = (f"Dataset `{args.dataset}` ({len(dataset.paths)} images), backbone `{args.backbone}`, "
+                   f"{args.seeds} seeds{subsampled}; mean ± std over seeds; metrics on the images not labelled.")
+    title = f"{args.dataset.name}: {len(dataset.paths)} images{subsampled}, {args.backbone}"
+    print(write_report(args.out, trials, setup, title, description))
+    print(f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'srcc.png'}")
+    return 0
+
+
+# --- sample ----------------------------------------------------------------------------------
+def _sample(commands: argparse._SubParsersAction, config: Config) -> None:
+    from .dev.sample_dataset import BLUR_SIGMAS, JPEG_QUALITIES, NOISE_SIGMAS
+
+    parser = _command(
+        commands, "sample", "write the sample dataset (photos with distortion ladders)",
+        "Write img1..imgN (scikit-image sample photos, each as a reference plus JPEG quality "
+        f"{JPEG_QUALITIES}, Gaussian blur sigma {BLUR_SIGMAS} and Gaussian noise sigma {NOISE_SIGMAS}), "
+        "manifest.csv (scene, distortion, level) and proxy_labels.csv (image,mos with mos = 100 - 20 * "
+        "level: the known order of severity, not human opinion, for trying the evaluate command) into OUT.",
+        run_sample)
+    parser.add_argument("out", type=Path, help="output folder (created if missing)")
+    parser.add_argument("--scenes", type=int, default=None, help="use only the first N scenes (default: all 6)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
+
+
+def run_sample(args: argparse.Namespace, config: Config) -> int:
+    from .dev.sample_dataset import make_sample_dataset
+
+    rows = make_sample_dataset(args.out, args.scenes, args.seed)
+    print(f"wrote {len(rows)} images, manifest.csv and proxy_labels.csv to {args.out}")
+    return 0
+
+
+# --- settings --------------------------------------------------------------------------------
+def _settings(commands: argparse._SubParsersAction, config: Config) -> None:
+    _command(commands, "settings", "list every setting (environment variable) with its default",
+             "Print the settings table: every environment variable, its default and its meaning.",
+             run_settings)
+
+
+def run_settings(args: argparse.Namespace, config: Config) -> int:
+    print(settings_table())
+    return 0
+
+
+# --- quickstart ------------------------------------------------------------------------------
+def _quickstart(commands: argparse._SubParsersAction, config: Config) -> None:
+    parser = _command(
+        commands, "quickstart", "run Label Studio + the backend on the sample dataset",
+        "Generate the sample dataset, start Label Studio (SQLite) and the ML backend on 127.0.0.1, "
+        "seed a project, print the URL and login, and keep serving until Ctrl-C.", run_quickstart_command)
+    parser.add_argument("--home", type=Path, default=Path(".mos/quickstart"),
+                        help="where data, logs and caches go (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="Label Studio port (default %(default)s; a free "
+                        "one is used if busy)")
+    parser.add_argument("--backend-port", type=int, default=config.port,
+                        help="backend port (MOS_PORT; now: %(default)s; a free one is used if busy)")
+    parser.add_argument("--exit-after-seed", action="store_true", help="stop both servers once seeded")
+
+
+def run_quickstart_command(args: argparse.Namespace, config: Config) -> int:
+    from .dev.quickstart import run_quickstart
+
+    return run_quickstart(config, args.home, args.port, args.backend_port, args.exit_after_seed)
+
+
+# --- benchmark -------------------------------------------------------------------------------
+def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
+    parser = _command(
+        commands, "benchmark", "measure speed and memory (run from the repository root)",
+        "system (default): feature extraction, the seed against a real Label Studio, /predict over "
+        "HTTP, retrain, selection time and memory, on ../shared/data/clive-dev (generated images when "
+        "absent). similarity: LPIPS / SSIM / MS-SSIM pairs per second and the cost of scoring a project.",
+        run_benchmark_command)
+    parser.add_argument("--suite", choices=("system", "similarity"), default="system", help="what to measure")
+    system = parser.add_argument_group("system suite")
+    system.add_argument("--quick", action="store_true", help="1 repetition, 100 predict requests, no DBSCAN at 100k")
+    system.add_argument("--images", type=int, default=400, help="images for efficientnet_lite0 extraction")
+    system.add_argument("--resnet-images", type=int, default=100, help="images for resnet50 (slow on CPU)")
+    system.add_argument("--export-tasks", type=int, default=5000,
+                        help="annotated tasks for the export timing (0: skip)")
+    system.add_argument("--skip", nargs="*", default=[],
+                        choices=["extraction", "seed", "predict", "retrain", "selection"])
+    similarity = parser.add_argument_group("similarity suite")
+    similarity.add_argument("--queries", type=int, default=20, help="measured queries per setting")
+    similarity.add_argument("--size", type=int, default=256, help="comparison size")
+    similarity.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+
+
+def run_benchmark_command(args: argparse.Namespace, config: Config) -> int:
+    if args.suite == "similarity":
+        from .dev.benchmark_similarity import run_similarity_benchmark
+
+        run_similarity_benchmark(args.queries, args.size, args.threads)
+    else:
+        from .dev.benchmark import run_benchmark
+
+        run_benchmark(args.quick, args.images, args.resnet_images, args.export_tasks, frozenset(args.skip))
+    return 0
+
+
+def serve_main() -> int:
+    """``python -m ml_backend``: the backend with its settings (``serve`` and its options)."""
+    return main(["serve", *sys.argv[1:]])

@@ -1,0 +1,328 @@
+"""Measure the speed targets of the MOS Annotator and print one table (``mos-annotator benchmark``).
+
+Extraction throughput per backbone (cold, cached, model alone), the seed end to end against a real
+Label Studio, /predict latency over HTTP against a real backend process, retrain time, selection
+time and peak memory, backend peak memory. Everything runs in a temporary folder on 127.0.0.1;
+the image folder is read in place.
+
+    mos-annotator benchmark              # full run
+    mos-annotator benchmark --quick      # fewer repetitions, no 100k DBSCAN
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+import torch
+from PIL import Image
+
+from ..config import DEFAULTS, Config
+from ..features.backbones import EfficientNetLite0, get_backbone
+from ..features.extractor import FeatureExtractor
+from ..features.images import list_images, load_image
+from ..labelstudio.client import LabelStudioClient
+from ..labelstudio.label_config import bundled_config
+from ..labelstudio.seeding import SeedOptions, seed_project
+from ..labelstudio.task_images import local_files_url
+from ..prediction import PREDICTORS
+from ..service.service import MOSService
+from ..service.state import ProjectState, StateStore
+from .fakes import export_only_label_studio, number_result
+from .local_stack import LabelStudioSettings, free_port, start_backend, start_label_studio
+
+#: The clive-dev photos beside the repository, from its root (generated images when absent).
+CLIVE = Path("../shared/data/clive-dev/images")
+NUMBER_CONFIG = bundled_config("number_0_100.xml")
+FEATURE_DIM = EfficientNetLite0.dim
+
+Row = tuple[str, str, str]
+rows: list[Row] = []
+
+
+def add(section: str, case: str, value: str) -> None:
+    rows.append((section, case, value))
+    print(f"  {section} | {case} | {value}", file=sys.stderr, flush=True)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+# --- images -------------------------------------------------------------------------------
+def image_folder(tmp: Path, photos: Path) -> tuple[Path, Path, str]:
+    """(folder, document root, description); the photos in place, else generated ones."""
+    if photos.is_dir():
+        photos = photos.resolve()
+        return photos, photos.parent, f"{photos} (read in place)"
+    folder = tmp / "files" / "generated"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        base = rng.integers(0, 256, (50, 50, 3), dtype=np.uint8)
+        img = Image.fromarray(base).resize((500, 500), Image.Resampling.BICUBIC)
+        img.save(folder / f"img{i}.jpg", quality=int(rng.integers(20, 95)))
+    return folder, folder.parent, "400 generated 500x500 JPEGs (clive-dev not present)"
+
+
+def clive_mos(paths: list[Path]) -> np.ndarray:
+    """Human MOS of the photos (labels.csv beside their folder), or a synthetic score when absent."""
+    table = paths[0].parent.parent / "labels.csv"
+    if not table.exists():
+        return np.random.default_rng(0).uniform(0, 100, len(paths))
+    with table.open() as f:
+        by_stem = {Path(r["image"]).stem: float(r["mos"]) for r in csv.DictReader(f)}
+    return np.array([by_stem.get(p.stem, 50.0) for p in paths])
+
+
+# --- 1. extraction ------------------------------------------------------------------------
+def bench_extraction(name: str, backbone: Any, paths: list[Path], cache_dir: Path, reps: int) -> None:
+    note = f"{len(paths)} images"
+    cold, cached = [], []
+    for rep in range(reps):
+        cache = cache_dir / f"{name}-rep{rep}"
+        extractor = FeatureExtractor(backbone, cache_dir=cache)
+        extractor.extract(paths[:2], progress=False)  # warm up the network, not timed
+        for p in cache.rglob("*.npy"):
+            p.unlink()
+        extractor = FeatureExtractor(backbone, cache_dir=cache)
+        cold.append(timed(lambda: extractor.extract(paths, progress=False))[0])
+        again = FeatureExtractor(backbone, cache_dir=cache)
+        cached.append(timed(lambda: again.extract(paths, progress=False))[0])
+    # Model alone: the same images, already decoded and preprocessed in memory, one forward each
+    # (as the pipeline runs them at this size).
+    extractor = FeatureExtractor(backbone)
+    tensors = [backbone.preprocess(load_image(p, extractor.max_side)) for p in paths]
+    alone = [timed(lambda: [extractor._forward([t]) for t in tensors])[0] for _ in range(reps)]
+    n = len(paths)
+    cold_ips, cached_ips, alone_ips = (n / statistics.median(times) for times in (cold, cached, alone))
+    add("extraction", f"{name}, cold (decode + model, empty cache), {note}", f"{cold_ips:.1f} img/s")
+    add("extraction", f"{name}, cached", f"{cached_ips:.0f} img/s")
+    add("extraction", f"{name}, model alone (in-memory tensors)", f"{alone_ips:.1f} img/s")
+    add("extraction", f"{name}, pipeline / model alone", f"{cold_ips / alone_ips:.0%} (target >= 80%)")
+
+
+def float16_check(backbone: Any, paths: list[Path]) -> None:
+    """KNN predictions on raw float32 features vs the float16 the cache stores."""
+    with torch.inference_mode():
+        raw = np.stack([
+            backbone(backbone.preprocess(Image.open(p).convert("RGB"))[None]).float().numpy()[0]
+            for p in paths
+        ])
+    mos = clive_mos(paths)
+    half = len(paths) // 2
+    preds = []
+    for X in (raw, raw.astype(np.float16).astype(np.float32)):
+        knn = PREDICTORS.create("knn").fit(X[:half], mos[:half])
+        preds.append(knn.predict(X[half:]))
+    diff = np.abs(preds[0] - preds[1])
+    add("cache", f"float16 vs float32 features: KNN on {half} labels, {len(paths) - half} predicted",
+        f"max abs diff {diff.max():.4f}, mean {diff.mean():.5f} MOS points (0-100 scale)")
+
+
+def bench_disk(cache: Path) -> None:
+    entries = list(cache.rglob("*.npy"))
+    blocks = sum(p.stat().st_blocks * 512 for p in entries) / len(entries)
+    size = sum(p.stat().st_size for p in entries) / len(entries)
+    add("cache", "feature store on disk per image (float16 .npy)",
+        f"{size / 1024:.1f} KB file, {blocks / 1024:.1f} KB allocated -> 100k images "
+        f"{blocks * 1e5 / 1e9:.2f} GB (target <= 1 GB)")
+
+
+# --- 2. seed ------------------------------------------------------------------------------
+def bench_seed(client: LabelStudioClient, folder: Path, root: Path, cache: Path) -> int:
+    project = 0
+    for label, title in (("cold (empty feature cache)", "bench cold"), ("warm feature cache", "bench warm")):
+        options = SeedOptions(folder=folder, document_root=root, title=title,
+                              features=Config(cache_dir=cache), progress=False)
+        seconds, report = timed(lambda: seed_project(client, options))
+        project = report.project_id
+        add("seed", f"{report.n_imported} images end to end, {label}", f"{seconds:.1f} s")
+    export_s, tasks = timed(lambda: client.export_tasks(project))
+    add("retrain", f"fetch: export of a {len(tasks)}-task project from Label Studio", f"{export_s * 1000:.0f} ms")
+    return project
+
+
+def bench_big_export(client: LabelStudioClient, urls: list[str], n: int) -> None:
+    """A project of n annotated tasks (image URLs reused), exported as a retrain fetches it."""
+    project = client.create_project(f"bench export {n}", NUMBER_CONFIG.read_text(), 1)
+    tasks = [{"data": {"image": urls[i % len(urls)]}, "annotations": [{"result": number_result(50)}]}
+             for i in range(n)]
+    client.import_tasks(project, tasks)
+    times = [timed(lambda: client.export_tasks(project))[0] for _ in range(3)]
+    add("retrain", f"fetch: export of a {n}-task annotated project from Label Studio (median of 3)",
+        f"{statistics.median(times) * 1000:.0f} ms")
+
+
+# --- 3. predict ---------------------------------------------------------------------------
+def write_state(state_dir: Path, project: int, urls: list[str], n_labels: int) -> None:
+    mos = np.random.default_rng(project).uniform(0, 100, n_labels)
+    labels = {str(1000 + i): {"image": urls[i % len(urls)], "mos": float(mos[i]), "n": 1} for i in range(n_labels)}
+    StateStore(state_dir).save(ProjectState(project, version=1, model_version=f"{DEFAULTS.predictor}-v1",
+                                            predictor=DEFAULTS.predictor,
+                                            predictor_params=DEFAULTS.params_for(DEFAULTS.predictor),
+                                            labels=labels))
+
+
+def bench_predict(tmp: Path, root: Path, cache: Path, urls: list[str], requests_per_case: int) -> None:
+    state_dir = tmp / "predict-state"
+    cases = {1: 50, 2: 1000}
+    for project, n_labels in cases.items():
+        write_state(state_dir, project, urls, n_labels)
+    env = {"LOCAL_FILES_DOCUMENT_ROOT": str(root), "MOS_STATE_DIR": str(state_dir), "MOS_CACHE_DIR": str(cache),
+           "LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "unused", "MOS_LOG_LEVEL": "WARNING"}
+    backend = start_backend(env, free_port(), tmp / "logs" / "backend.log")
+    config = NUMBER_CONFIG.read_text()
+    try:
+        session = requests.Session()
+        for project, n_labels in cases.items():
+            for n_tasks in (1, 10):
+                def body(i: int) -> dict[str, Any]:
+                    tasks = [{"id": 10 + j, "project": project,
+                              "data": {"image": urls[(i * n_tasks + j) % len(urls)]}} for j in range(n_tasks)]
+                    return {"project": f"{project}.1700000000", "label_config": config, "tasks": tasks}
+
+                for i in range(len(urls) // n_tasks + 1):  # warm-up: model loaded, every image seen
+                    session.post(f"{backend.url}/predict", json=body(i), timeout=120).raise_for_status()
+                latencies = []
+                for i in range(requests_per_case):
+                    seconds, response = timed(lambda: session.post(f"{backend.url}/predict", json=body(i), timeout=60))
+                    response.raise_for_status()
+                    assert len(response.json()["results"][0]["result"]) == 1
+                    latencies.append(seconds * 1000)
+                p50, p99 = np.percentile(latencies, [50, 99])
+                add("predict", f"/predict over HTTP, {n_tasks} task(s), {n_labels} labels, cached "
+                    f"({requests_per_case} requests)", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        status = Path(f"/proc/{backend.process.pid}/status").read_text()
+        hwm = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))
+        add("memory", "backend process peak resident memory (after the predict runs)", f"{int(hwm) / 1024:.0f} MB")
+    finally:
+        backend.stop()
+
+
+# --- 4. retrain ---------------------------------------------------------------------------
+def bench_retrain(tmp: Path, root: Path, cache: Path, urls: list[str], reps: int) -> None:
+    StandIn = export_only_label_studio([])
+    config = Config(label_studio_url="http://127.0.0.1:9", label_studio_api_key="unused", document_root=root,
+                    state_dir=tmp / "retrain-state", cache_dir=cache)
+    service = MOSService(config, client_factory=StandIn)
+    rng = np.random.default_rng(0)
+    for n in (50, 500, 5000):
+        def tasks(n_labels: int) -> list[dict[str, Any]]:
+            return [{"id": i + 1, "data": {"image": urls[i % len(urls)]},
+                     "annotations": [{"id": i + 1, "completed_by": 1, "was_cancelled": False,
+                                      "result": number_result(float(rng.uniform(0, 100)))}] if i < n_labels else []}
+                    for i in range(n)]
+        StandIn.tasks = tasks(n - 1)
+        service.train(7)  # features of every image now in memory, as in a running backend
+        fits, totals = [], []
+        for _ in range(reps):
+            StandIn.tasks = tasks(n)  # one more annotation
+            seconds, state = timed(lambda: service.train(7))
+            totals.append(seconds * 1000)
+            fits.append(state.train_ms)
+        add("retrain", f"retrain after one more annotation, {n} labels (features cached, fetch excluded)",
+            f"{statistics.median(totals):.0f} ms ({config.predictor}: features + fit + state save; "
+            f"fit part {statistics.median(fits):.0f} ms)")
+
+
+# --- 5. selection -------------------------------------------------------------------------
+def selection_child(name: str, n: int) -> None:
+    """Runs in a subprocess so that its peak memory is its own."""
+    from ..selection import SELECTORS
+
+    rng = np.random.default_rng(0)
+    centres = rng.gamma(2.0, 0.5, (200, FEATURE_DIM)).astype(np.float32)
+    X = np.empty((n, FEATURE_DIM), dtype=np.float32)
+    for start in range(0, n, 5000):
+        block = X[start : start + 5000]
+        block[:] = centres[rng.integers(0, 200, len(block))]
+        block += rng.standard_normal(block.shape, dtype=np.float32) * 0.3
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds, selector = timed(lambda: SELECTORS.create(name, {"n_select": 100}).fit(X))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_mb": peak / 1024, "base_mb": base / 1024,
+                      "selected": len(selector.selected_)}))
+
+
+def bench_selection(sizes: list[int], skip: set[tuple[str, int]], timeout: float) -> None:
+    for n in sizes:
+        for name in ("ted", "kmeans", "kcenter", "dbscan", "random"):
+            case = f"{name} (n_select=100), {n:,} x {FEATURE_DIM} float32"
+            if (name, n) in skip:
+                add("selection", case, "skipped (--quick)")
+                continue
+            try:
+                child = f"from ml_backend.dev.benchmark import selection_child; selection_child({name!r}, {n})"
+                out = subprocess.run([sys.executable, "-c", child],
+                                     capture_output=True, text=True, timeout=timeout, check=True)
+            except subprocess.TimeoutExpired:
+                add("selection", case, f"did not finish within {timeout:.0f} s")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            add("selection", case, f"{r['seconds']:.1f} s, peak {r['peak_mb'] / 1024:.2f} GB "
+                f"(of which input + interpreter {r['base_mb'] / 1024:.2f} GB), {r['selected']} picked")
+
+
+# --- main ---------------------------------------------------------------------------------
+def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int = 100, export_tasks: int = 5000,
+                  skip: frozenset[str] = frozenset(), photos: Path = CLIVE) -> None:
+    """Every measurement, then the table on stdout (progress lines on stderr)."""
+    reps = 1 if quick else 3
+    with tempfile.TemporaryDirectory(prefix="mos-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        folder, root, described = image_folder(tmp, photos)
+        paths, _ = list_images(folder)
+        urls = [local_files_url(p, root) for p in paths]
+        cache = tmp / "features"
+        print(f"images: {described}", file=sys.stderr)
+        if "extraction" not in skip:
+            eff = get_backbone("efficientnet_lite0")
+            bench_extraction("efficientnet_lite0", eff, paths[:n_images], tmp / "bench-cache", reps)
+            float16_check(eff, paths[: min(200, n_images)])
+            weights = tmp / "resnet50-random.pt"
+            import torchvision
+            torch.save(torchvision.models.resnet50().state_dict(), weights)
+            resnet = get_backbone("resnet50", {"weights_path": str(weights)})
+            bench_extraction("resnet50 (random weights: real ones are not available offline)", resnet,
+                             paths[:resnet_images], tmp / "bench-cache", 1)
+        FeatureExtractor("efficientnet_lite0", cache_dir=cache).extract(paths, progress=False)  # for predict/retrain
+        bench_disk(cache)
+        if "seed" not in skip:
+            settings = LabelStudioSettings(data_dir=tmp / "ls-data", document_root=root, port=free_port())
+            label_studio = start_label_studio(settings, tmp / "logs" / "label-studio.log")
+            try:
+                client = LabelStudioClient(settings.url, settings.token)
+                bench_seed(client, folder, root, tmp / "seed-cache")
+                if export_tasks:
+                    bench_big_export(client, urls, export_tasks)
+            finally:
+                label_studio.stop()
+        if "predict" not in skip:
+            bench_predict(tmp, root, cache, urls, 100 if quick else 300)
+        if "retrain" not in skip:
+            bench_retrain(tmp, root, cache, urls, reps)
+        if "selection" not in skip:
+            bench_selection([10_000, 100_000], {("dbscan", 100_000)} if quick else set(), timeout=600)
+
+    threads = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+    print(f"machine: {cores} CPU cores available ({os.cpu_count()} in the machine), torch threads {threads}, "
+          f"torch {torch.__version__}, python {sys.version.split()[0]}")
+    print(f"images: {described}; medians of {reps} runs unless stated\n")
+    print("| Area | Case | Result |\n|---|---|---|")
+    for section, case, value in rows:
+        print(f"| {section} | {case} | {value} |")

@@ -1,0 +1,70 @@
+"""Agreement between predicted and human MOS, as image-quality papers report it."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.special import expit
+from scipy.stats import kendalltau, pearsonr, spearmanr
+
+from ..registry import Registry
+
+Metric = Callable[[np.ndarray, np.ndarray], float]
+METRICS: Registry[float] = Registry("metric")
+
+
+def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    """The 4-parameter logistic of VQEG/ITU-T P.1401, mapping predictions onto the MOS scale."""
+    return (b1 - b2) * expit((x - b3) / (abs(b4) + 1e-12)) + b2
+
+
+def fit_logistic(predicted: np.ndarray, mos: np.ndarray) -> np.ndarray:
+    """``predicted`` mapped through the best-fitting logistic (identity if the fit fails)."""
+    guess = [mos.max(), mos.min(), float(np.mean(predicted)), float(np.std(predicted)) or 1.0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            params, _ = curve_fit(logistic4, predicted, mos, p0=guess, maxfev=20000)
+        return logistic4(predicted, *params)
+    except (RuntimeError, ValueError):
+        return predicted
+
+
+def _finite(value: float) -> float:
+    return float(value) if np.isfinite(value) else 0.0
+
+
+@METRICS.register("srcc")
+def srcc(predicted: np.ndarray, mos: np.ndarray) -> float:
+    return _finite(spearmanr(predicted, mos)[0])
+
+
+@METRICS.register("krcc")
+def krcc(predicted: np.ndarray, mos: np.ndarray) -> float:
+    return _finite(kendalltau(predicted, mos)[0])
+
+
+@METRICS.register("plcc")
+def plcc(predicted: np.ndarray, mos: np.ndarray) -> float:
+    """Pearson after the logistic fit (the usual reported PLCC)."""
+    return _finite(pearsonr(fit_logistic(predicted, mos), mos)[0])
+
+
+@METRICS.register("plcc_raw")
+def plcc_raw(predicted: np.ndarray, mos: np.ndarray) -> float:
+    return _finite(pearsonr(predicted, mos)[0])
+
+
+@METRICS.register("rmse")
+def rmse(predicted: np.ndarray, mos: np.ndarray) -> float:
+    """On the raw predictions: they are meant to be on the labelling scale already."""
+    return float(np.sqrt(np.mean((np.asarray(predicted) - np.asarray(mos)) ** 2)))
+
+
+def all_metrics(predicted: np.ndarray, mos: np.ndarray) -> dict[str, float]:
+    if len(mos) < 3 or np.ptp(predicted) == 0:
+        # Correlations are undefined for constant predictions; report them as 0 (no agreement).
+        return {name: (rmse(predicted, mos) if name == "rmse" else 0.0) for name in METRICS.names()}
+    return {name: METRICS.get(name)(predicted, mos) for name in METRICS.names()}

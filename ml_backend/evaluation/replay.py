@@ -1,0 +1,236 @@
+"""Replay annotation on a dataset with known MOS: how close are predictions for the unrated images?
+
+A trial picks a labelling budget's images with a selector, gives them labels (the true MOS, or one
+simulated noisy rater), fits a predictor and scores its predictions for every other image against
+the human MOS. The same selector, predictor and feature code as the seed and the backend is
+used, so the numbers describe what a user of the tool gets.
+"""
+from __future__ import annotations
+
+import csv
+import inspect
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DatasetError
+from ..prediction import PREDICTORS
+from ..selection import SELECTORS
+from . import LABEL_MODES, STRATEGIES
+from .metrics import all_metrics, srcc
+
+
+@dataclass
+class Dataset:
+    root: Path
+    paths: list[Path]
+    mos: np.ndarray
+    mos_std: np.ndarray | None
+    scale: tuple[float, float] = (0.0, 100.0)
+
+    def subset(self, keep: Sequence[int]) -> Dataset:
+        keep = list(keep)
+        std = None if self.mos_std is None else self.mos_std[keep]
+        return Dataset(self.root, [self.paths[i] for i in keep], self.mos[keep], std, self.scale)
+
+
+def _number(path: Path, line: int, field_name: str, raw: str | None) -> float:
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path} line {line}: {field_name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DatasetError(f"{path} line {line}: {field_name}={raw!r} is not a finite number")
+    return value
+
+
+def load_dataset(folder: Path, scale: tuple[float, float] = (0.0, 100.0), labels: str = "labels.csv") -> Dataset:
+    """Read ``folder/<labels>`` (columns ``image,mos`` and optionally ``mos_std``)."""
+    path = folder / labels
+    if not path.is_file():
+        raise DatasetError(f"{path} not found (expected columns image,mos[,mos_std])")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = set(reader.fieldnames or [])
+        for required in ("image", "mos"):
+            if required not in columns:
+                raise DatasetError(f"{path}: no '{required}' column (found: {', '.join(sorted(columns))})")
+        has_std = "mos_std" in columns
+        paths, mos, std = [], [], []
+        for line, row in enumerate(reader, start=2):
+            if not row.get("image"):
+                raise DatasetError(f"{path} line {line}: empty 'image'")
+            paths.append(folder / row["image"])
+            mos.append(_number(path, line, "mos", row.get("mos")))
+            if has_std:
+                std.append(_number(path, line, "mos_std", row.get("mos_std")))
+    if not paths:
+        raise DatasetError(f"{path} has no rows")
+    return Dataset(folder, paths, np.array(mos), np.array(std) if has_std else None, scale)
+
+
+def simulated_labels(dataset: Dataset, mode: str, rng: np.random.Generator, step: float = 1.0) -> np.ndarray:
+    """``oracle``: the MOS itself. ``single``: one rater, ``mos + N(0, mos_std)`` clipped and
+    rounded to the labelling scale, because a real annotator is one noisy person."""
+    if mode == "oracle":
+        return dataset.mos.copy()
+    if mode != "single":
+        raise ConfigError(f"unknown label mode '{mode}'; choose from: {', '.join(LABEL_MODES)}")
+    if dataset.mos_std is None:
+        raise DatasetError(f"{dataset.root / 'labels.csv'}: single-rater labels need a 'mos_std' column")
+    noisy = dataset.mos + rng.normal(0.0, 1.0, len(dataset.mos)) * dataset.mos_std
+    low, high = dataset.scale
+    return np.clip(np.round((noisy - low) / step) * step + low, low, high)
+
+
+def select(X: np.ndarray, selector: str, budget: int, seed: int, exclude: Sequence[int] = ()) -> np.ndarray:
+    """``budget`` distinct rows chosen by ``selector`` among those not in ``exclude``.
+
+    Selectors that return fewer rows than asked (DBSCAN: one per cluster) are topped up at random,
+    so every configuration is compared at the same number of labels.
+    """
+    available = np.setdiff1d(np.arange(len(X)), np.asarray(exclude, dtype=int))
+    budget = min(budget, len(available))
+    accepted = inspect.signature(SELECTORS.get(selector)).parameters
+    params = {k: v for k, v in {"n_select": budget, "random_state": seed}.items() if k in accepted}
+    chosen = available[np.asarray(SELECTORS.create(selector, params).fit(X[available]).selected_, dtype=int)[:budget]]
+    if len(chosen) < budget:
+        rest = np.setdiff1d(available, chosen)
+        extra = np.random.default_rng(seed).choice(rest, budget - len(chosen), replace=False)
+        chosen = np.concatenate([chosen, extra])
+    return chosen
+
+
+def subsample_rows(n_images: int, fraction: float, seed: int) -> np.ndarray:
+    """The sorted rows of a seed's own random ``fraction`` of the images (all of them for 1).
+
+    A selector that picks the same images for every seed (``ted``, ``kcenter``) shows no spread
+    over seeds on a fixed dataset; replaying each seed on a different subset measures how much
+    its result depends on the particular images instead. Seeded apart from the labels' noise."""
+    if fraction >= 1.0:
+        return np.arange(n_images)
+    size = max(1, round(fraction * n_images))
+    return np.sort(np.random.default_rng([seed, 1]).choice(n_images, size, replace=False))
+
+
+@dataclass
+class Trial:
+    selector: str
+    predictor: str
+    labels: str
+    strategy: str
+    budget: int
+    seed: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    confidence_srcc: float = 0.0  # SRCC(confidence, |error|): negative = confidence is useful
+
+    @property
+    def config(self) -> tuple[str, str, str, str]:
+        return (self.selector, self.predictor, self.labels, self.strategy)
+
+
+def _fit_predict(name: str, params: dict[str, Any], dataset: Dataset, X: np.ndarray, y: np.ndarray,
+                 labelled: np.ndarray, rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on the ``labelled`` rows, predict (with confidence) the ``rest``."""
+    model = PREDICTORS.create(name, params).fit(X[labelled], y[labelled], images=[dataset.paths[i] for i in labelled])
+    return model.predict_with_confidence(X[rest], images=[dataset.paths[i] for i in rest])
+
+
+def parse_predictor_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"similarity:metric=ssim,n_neighbors=3"`` -> ("similarity", {"metric": "ssim", ...})."""
+    name, _, rest = spec.partition(":")
+    params = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"predictor spec '{spec}': '{item}' is not key=value")
+        params[key.strip()] = value.strip()
+    PREDICTORS.create(name, params)  # unknown names and parameters fail here, before any work
+    return name, params
+
+
+def run_trial(
+    X: np.ndarray, dataset: Dataset, selector: str, predictor: str, budget: int, seed: int,
+    labels: str = "oracle", strategy: str = "upfront", rounds: int = 4,
+) -> Trial:
+    """One replay. ``predictor`` is a name or a spec with parameters (``parse_predictor_spec``).
+    ``active``: half the budget up front, the rest in ``rounds`` rounds of the least confident
+    images (what an annotator sorting the Data Manager by prediction score would do)."""
+    name, params = parse_predictor_spec(predictor)
+    rng = np.random.default_rng(seed)
+    y = simulated_labels(dataset, labels, rng)
+    if strategy == "upfront":
+        labelled = select(X, selector, budget, seed)
+    elif strategy == "active":
+        labelled = select(X, selector, max(1, budget // 2), seed)
+        per_round = max(1, math.ceil((budget - len(labelled)) / rounds))
+        while len(labelled) < budget:
+            rest = np.setdiff1d(np.arange(len(X)), labelled)
+            _, confidence = _fit_predict(name, params, dataset, X, y, labelled, rest)
+            take = rest[np.argsort(confidence, kind="stable")[: min(per_round, budget - len(labelled))]]
+            labelled = np.concatenate([labelled, take])
+    else:
+        raise ConfigError(f"unknown strategy '{strategy}'; choose from: {', '.join(STRATEGIES)}")
+    rest = np.setdiff1d(np.arange(len(X)), labelled)
+    predicted, confidence = _fit_predict(name, params, dataset, X, y, labelled, rest)
+    truth = dataset.mos[rest]
+    return Trial(selector, predictor, labels, strategy, len(labelled), seed,
+                 all_metrics(predicted, truth), srcc(confidence, np.abs(predicted - truth)))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What to replay: every combination, each seed."""
+
+    budgets: Sequence[int]
+    selectors: Sequence[str]
+    predictors: Sequence[str]
+    labels: Sequence[str] = ("oracle",)
+    strategies: Sequence[str] = ("upfront",)
+    seeds: int = 5
+    subsample: float = 1.0
+
+    def check(self) -> Grid:
+        """Every name and value is usable; fails before any work."""
+        if not 0.0 < self.subsample <= 1.0:
+            raise ConfigError(f"--subsample must be in (0, 1], got {self.subsample}")
+        for name in self.selectors:
+            SELECTORS.get(name)
+        for spec in self.predictors:
+            parse_predictor_spec(spec)
+        for mode in self.labels:
+            if mode not in LABEL_MODES:
+                raise ConfigError(f"unknown label mode '{mode}'; choose from: {', '.join(LABEL_MODES)}")
+        for strategy in self.strategies:
+            if strategy not in STRATEGIES:
+                raise ConfigError(f"unknown strategy '{strategy}'; choose from: {', '.join(STRATEGIES)}")
+        return self
+
+
+def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
+             progress: Callable[[Iterable[Any]], Iterable[Any]] = iter) -> list[Trial]:
+    """Every trial of ``grid`` (budgets as large as the replay's images are skipped).
+
+    Each seed's images are cut once rather than per trial; without ``subsample`` all of them, uncopied.
+    """
+    grid.check()
+    replays = {}
+    for seed in range(grid.seeds):
+        if grid.subsample >= 1.0:
+            replays[seed] = (X, dataset)
+        else:
+            keep = subsample_rows(len(dataset.paths), grid.subsample, seed)
+            replays[seed] = (X[keep], dataset.subset(keep))
+    combos = [(labels, strategy, selector, predictor, budget, seed)
+              for labels in grid.labels for strategy in grid.strategies for selector in grid.selectors
+              for predictor in grid.predictors for budget in grid.budgets for seed in range(grid.seeds)]
+    trials = []
+    for labels, strategy, selector, predictor, budget, seed in progress(combos):
+        features, replay = replays[seed]
+        if budget < len(replay.paths):
+            trials.append(run_trial(features, replay, selector, predictor, budget, seed, labels, strategy))
+    return trials

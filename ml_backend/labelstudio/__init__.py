@@ -1,0 +1,1 @@
+"""Everything that speaks Label Studio: its API, label configs, task images, webhooks, seeding, export."""

@@ -1,0 +1,184 @@
+"""The few Label Studio 1.23 calls the backend and the scripts need, through label-studio-sdk.
+
+Every failure becomes a ``LabelStudioError`` with a one-line message (wrong token, server down,
+missing project), so the scripts can print it and exit non-zero instead of dumping a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from ..errors import LabelStudioError
+
+T = TypeVar("T")
+
+ML_BACKEND_TITLE = "MOS Annotator"
+#: Retrieve-predictions requests are synchronous with a 100 s budget on the LS side: keep them small.
+PREDICTION_BATCH = 200
+
+
+def _detail(exc: ApiError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        for key in ("detail", "validation_errors", "error"):
+            if body.get(key):
+                return json.dumps(body[key]) if not isinstance(body[key], str) else body[key]
+        return json.dumps(body)[:300]
+    return str(body)[:300]
+
+
+def _translate(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def decorator(func: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(func)
+        def wrapper(self: LabelStudioClient, *args: Any, **kwargs: Any) -> T:
+            try:
+                return func(self, *args, **kwargs)
+            except ApiError as exc:
+                hint = " (check LABEL_STUDIO_API_KEY / --api-key)" if exc.status_code == 401 else ""
+                raise LabelStudioError(
+                    f"Label Studio at {self.url} refused to {what}: HTTP {exc.status_code} {_detail(exc)}{hint}"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise LabelStudioError(
+                    f"cannot reach Label Studio at {self.url} to {what}: {exc} (is it running?)"
+                ) from None
+
+        return wrapper
+
+    return decorator
+
+
+class LabelStudioClient:
+    def __init__(self, url: str, api_key: str, timeout: float = 120) -> None:
+        if not url:
+            raise LabelStudioError("no Label Studio URL: set LABEL_STUDIO_URL or pass --url")
+        if not api_key:
+            raise LabelStudioError("no Label Studio token: set LABEL_STUDIO_API_KEY or pass --api-key")
+        self.url = url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = timeout
+        self._sdk: LabelStudio | None = None
+
+    @property
+    def sdk(self) -> LabelStudio:
+        # Built lazily: the constructor itself calls Label Studio when the key is a JWT.
+        if self._sdk is None:
+            self._sdk = LabelStudio(base_url=self.url, api_key=self._api_key, timeout=self._timeout)
+        return self._sdk
+
+    def project_url(self, project_id: int) -> str:
+        return f"{self.url}/projects/{project_id}/data"
+
+    @_translate("check the token")
+    def check(self) -> str:
+        """The e-mail of the token's user; raises for a wrong token or a stopped server."""
+        return str(self.sdk.users.whoami().email)
+
+    @_translate("read the project")
+    def get_project(self, project_id: int) -> Any:
+        return self.sdk.projects.get(id=project_id)
+
+    def get_label_config(self, project_id: int) -> str:
+        return str(self.get_project(project_id).label_config)
+
+    @_translate("list projects")
+    def find_project(self, title: str) -> int | None:
+        for project in self.sdk.projects.list(title=title, page_size=100):
+            if project.title == title:
+                return int(project.id)
+        return None
+
+    @_translate("create the project")
+    def create_project(self, title: str, label_config: str, raters: int = 1) -> int:
+        project = self.sdk.projects.create(
+            title=title,
+            label_config=label_config,
+            description="Mean Opinion Score annotation (MOS Annotator)",
+            maximum_annotations=raters,
+            overlap_cohort_percentage=100,
+            show_collab_predictions=True,
+        )
+        return int(project.id)
+
+    @_translate("update the project")
+    def set_raters(self, project_id: int, raters: int) -> None:
+        """How many people rate each image; the MOS is the mean over them."""
+        self.sdk.projects.update(id=project_id, maximum_annotations=raters, overlap_cohort_percentage=100)
+
+    @_translate("set up local files storage")
+    def ensure_local_storage(self, project_id: int, folder: Path) -> None:
+        """Label Studio serves a local file only if a storage of the project covers its folder."""
+        path = str(folder.resolve())
+        if any(s.path == path for s in self.sdk.import_storage.local.list(project=project_id)):
+            return
+        self.sdk.import_storage.local.create(
+            project=project_id, path=path, use_blob_urls=True, title=folder.name[:64] or "images"
+        )
+
+    @_translate("list tasks")
+    def tasks(self, project_id: int) -> list[Any]:
+        return list(self.sdk.tasks.list(project=project_id, page_size=500))
+
+    def task_data(self, project_id: int) -> list[dict[str, Any]]:
+        return [dict(task.data or {}) for task in self.tasks(project_id)]
+
+    @_translate("import tasks")
+    def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
+        """One request, so task ids (and the label stream's order) follow the list order."""
+        response = self.sdk.projects.import_tasks(id=project_id, request=tasks, return_task_ids=True)
+        return [int(i) for i in (response.task_ids or [])]
+
+    @_translate("export the project")
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        """Every task with full annotations (predictions there are ids only: use ``predictions``)."""
+        chunks = self.sdk.projects.exports.download_sync(
+            id=project_id, export_type="JSON", download_all_tasks=True
+        )
+        return json.loads(b"".join(chunks))
+
+    @_translate("list predictions")
+    def predictions(self, project_id: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": p.id,
+                "task": p.task,
+                "result": p.result,
+                "score": p.score,
+                "model_version": p.model_version,
+                "created_at": p.created_at.isoformat() if p.created_at else "",
+            }
+            for p in self.sdk.predictions.list(project=project_id)
+        ]
+
+    @_translate("list ML backends")
+    def ml_backends(self, project_id: int) -> list[dict[str, Any]]:
+        return [{"id": b.id, "url": b.url, "title": b.title} for b in self.sdk.ml.list(project=project_id)]
+
+    @_translate("connect the ML backend (Label Studio calls its /health and /setup; is it running "
+                "and reachable from Label Studio?)")
+    def add_ml_backend(self, project_id: int, url: str, basic_auth: tuple[str, str] | None = None) -> int:
+        auth: dict[str, Any] = {}
+        if basic_auth:
+            auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0],
+                    "basic_auth_pass": basic_auth[1]}
+        backend = self.sdk.ml.create(
+            url=url, project=project_id, title=ML_BACKEND_TITLE, is_interactive=False, **auth
+        )
+        return int(backend.id)
+
+    @_translate("retrieve predictions from the ML backend")
+    def retrieve_predictions(self, project_id: int, task_ids: list[int]) -> None:
+        """Ask Label Studio to get predictions of the current model version for these tasks."""
+        for start in range(0, len(task_ids), PREDICTION_BATCH):
+            self.sdk.actions.create(
+                id="retrieve_tasks_predictions",
+                project=project_id,
+                selected_items={"all": False, "included": task_ids[start:start + PREDICTION_BATCH]},
+            )

@@ -1,0 +1,125 @@
+"""Build MOS.csv rows from Label Studio tasks: human mean where rated, newest prediction elsewhere."""
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, TextIO
+from urllib.parse import parse_qs, urlparse
+
+from ..errors import UserError
+from ..features.images import natural_key
+from .aggregation import aggregate_ratings
+from .client import LabelStudioClient
+from .label_config import ScoreTag, parse_label_config
+
+
+@dataclass(frozen=True)
+class MOSRow:
+    image_name: str
+    mos: float
+    source: str  # "human" or "predicted"
+    n_ratings: int
+    std: float | None  # spread of the human ratings; None for predictions
+    model_version: str = ""
+
+
+def image_name(task: dict[str, Any], tag: ScoreTag) -> str:
+    """The seed stores ``image_name``; otherwise derive it from the image URL."""
+    data = task.get("data", {})
+    if data.get("image_name"):
+        return str(data["image_name"])
+    reference = str(data.get(tag.data_key, ""))
+    parsed = urlparse(reference)
+    local = parse_qs(parsed.query).get("d")
+    return PurePosixPath(local[0] if local else parsed.path).name or f"task-{task.get('id')}"
+
+
+def newest_predictions(predictions: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[int, tuple[float, str]]:
+    """task id -> (value, model version) of its most recent prediction that holds a value."""
+    newest: dict[int, tuple[tuple[str, int], float, str]] = {}
+    for prediction in predictions:
+        value = tag.read(prediction.get("result") or [])
+        task_id = prediction.get("task")
+        if value is None or not isinstance(task_id, int):
+            continue
+        order = (str(prediction.get("created_at") or ""), int(prediction.get("id") or 0))
+        if task_id not in newest or order > newest[task_id][0]:
+            newest[task_id] = (order, value, str(prediction.get("model_version") or ""))
+    return {task_id: (value, version) for task_id, (_, value, version) in newest.items()}
+
+
+def build_rows(
+    tasks: list[dict[str, Any]], predictions: Iterable[dict[str, Any]], tag: ScoreTag
+) -> tuple[list[MOSRow], list[str]]:
+    """Rows sorted numerically by image name, and the names of images with neither value."""
+    ratings = aggregate_ratings(tasks, tag)
+    predicted = newest_predictions(predictions, tag)
+    rows: list[MOSRow] = []
+    missing: list[str] = []
+    for task in tasks:
+        name = image_name(task, tag)
+        task_id = task["id"]
+        if task_id in ratings:
+            stats = ratings[task_id]
+            rows.append(MOSRow(name, stats.mean, "human", stats.n, stats.std))
+        elif task_id in predicted:
+            value, version = predicted[task_id]
+            rows.append(MOSRow(name, value, "predicted", 0, None, version))
+        else:
+            missing.append(name)
+    rows.sort(key=lambda row: natural_key(row.image_name))
+    missing.sort(key=natural_key)
+    return rows, missing
+
+
+def _number(value: float) -> str:
+    return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def write_csv(rows: list[MOSRow], out: TextIO, details: bool = False) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    header = ["Image_Name", "MOS"]
+    if details:
+        header += ["Source", "N_Ratings", "Std", "Model_Version"]
+    writer.writerow(header)
+    for row in rows:
+        line = [row.image_name, _number(row.mos)]
+        if details:
+            std = "" if row.std is None else _number(row.std)
+            line += [row.source, row.n_ratings, std, row.model_version]
+        writer.writerow(line)
+
+
+def write_csv_file(rows: list[MOSRow], path: Path, details: bool = False) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as handle:
+            write_csv(rows, handle, details)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    out: Path
+    n_human: int
+    n_predicted: int
+    missing: list[str]  # images with neither a rating nor a prediction (not in the CSV)
+
+
+def export_project(client: LabelStudioClient, project_id: int, out: Path, details: bool = False,
+                   refresh: bool = True) -> ExportReport:
+    """Write MOS.csv for a project. With ``refresh``, Label Studio first asks the connected backend
+    for predictions of the current model for every unrated image. Nothing is written on failure."""
+    client.check()
+    tag = parse_label_config(client.get_label_config(project_id))
+    tasks = client.export_tasks(project_id)
+    if refresh and client.ml_backends(project_id):
+        rated = aggregate_ratings(tasks, tag)
+        client.retrieve_predictions(project_id, [task["id"] for task in tasks if task["id"] not in rated])
+    rows, missing = build_rows(tasks, client.predictions(project_id), tag)
+    write_csv_file(rows, out, details)
+    human = sum(row.source == "human" for row in rows)
+    return ExportReport(out, human, len(rows) - human, missing)

@@ -1,0 +1,156 @@
+"""Seed a Label Studio project from an image folder, representatives first.
+
+Re-running on the same project imports only images it does not have yet (matched by image URL), so
+adding photos to the folder and seeding again never duplicates tasks.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import DEFAULTS, Config
+from ..errors import SeedError
+from ..features.extractor import FeatureExtractor
+from ..features.images import list_images
+from ..selection import SELECTORS
+from .client import LabelStudioClient
+from .label_config import bundled_config, parse_label_config, read_label_config
+from .task_images import local_files_url
+
+
+def selector_params(selector: str, n_select: int | None = None, seed: int = 0, eps: float | None = None,
+                    min_samples: int | None = None, include_outliers: bool = False) -> dict[str, Any]:
+    """The seed's options as the selector's parameters: DBSCAN takes its own (None: its default;
+    no ``n_select``: one per cluster), the others a count (default ``MOS_REPRESENTATIVES``) and a
+    random seed."""
+    if selector == "dbscan":
+        params = {"eps": eps, "min_samples": min_samples, "n_select": n_select, "include_outliers": include_outliers}
+        return {key: value for key, value in params.items() if value is not None}
+    return {"n_select": n_select or DEFAULTS.n_representatives, "random_state": seed}
+
+
+@dataclass
+class SeedOptions:
+    folder: Path
+    document_root: Path
+    label_config: Path = field(default_factory=lambda: bundled_config("number_0_100.xml"))
+    title: str | None = None
+    project_id: int | None = None
+    selector: str = DEFAULTS.selector
+    selector_params: dict[str, Any] = field(default_factory=dict)
+    #: Feature settings (backbone and its weights, cache folder, max side, torch threads).
+    features: Config = DEFAULTS
+    backend_url: str | None = None
+    backend_auth: tuple[str, str] | None = None
+    raters: int | None = None  # None: 1 for a new project, unchanged for an existing one
+    progress: bool = True
+
+
+@dataclass
+class SeedReport:
+    project_id: int
+    project_url: str
+    created: bool
+    n_images: int
+    n_imported: int
+    n_already_present: int
+    representatives: list[str]
+    n_clusters: int
+    skipped: dict[str, str]
+    backend: str
+
+
+def _check_folder(options: SeedOptions) -> tuple[Path, Path]:
+    folder, root = options.folder.resolve(), options.document_root.resolve()
+    if not folder.is_dir():
+        raise SeedError(f"image folder {options.folder} does not exist or is not a folder")
+    if folder == root or root not in folder.parents:
+        raise SeedError(
+            f"image folder {folder} must be strictly inside LOCAL_FILES_DOCUMENT_ROOT {root} "
+            "(Label Studio serves local files only below that root)"
+        )
+    return folder, root
+
+
+def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
+    folder, root = _check_folder(options)
+    label_config = read_label_config(options.label_config)
+    tag = parse_label_config(label_config)
+    # Bad settings, weights, a wrong token or a stopped server fail here, before minutes of features.
+    selector = SELECTORS.create(options.selector, options.selector_params)
+    extractor = FeatureExtractor.from_config(options.features)
+    client.check()
+
+    paths, skipped_paths = list_images(folder)
+    if not paths:
+        raise SeedError(f"no images found in {folder} (extensions: jpg, jpeg, png, bmp, tif, tiff, webp)")
+    features = extractor.extract(paths, progress=options.progress)
+    skipped = {str(p.relative_to(folder)): why for p, why in {**skipped_paths, **features.failed}.items()}
+    if not features.paths:
+        raise SeedError(f"none of the {len(paths)} images in {folder} could be read")
+
+    selector.fit(features.features)
+    order = [int(i) for i in selector.selected_]
+    representative = set(order)
+    order += [i for i in range(len(features.paths)) if i not in representative]
+    clusters = [int(c) for c in selector.labels_]
+
+    project_id, created = _project(client, options, label_config, folder)
+    client.ensure_local_storage(project_id, folder)
+    present = {str(data.get(tag.data_key)) for data in client.task_data(project_id)}
+    tasks = []
+    for index in order:
+        path = features.paths[index]
+        url = local_files_url(path, root)
+        if url in present:
+            continue
+        tasks.append({
+            tag.data_key: url,
+            "image_name": path.relative_to(folder).as_posix(),
+            "representative": int(index in representative),
+            "cluster": clusters[index],
+        })
+    if tasks:
+        client.import_tasks(project_id, tasks)  # one request: task ids follow this order
+    backend = _connect_backend(client, project_id, options.backend_url, options.backend_auth)
+    return SeedReport(
+        project_id=project_id,
+        project_url=client.project_url(project_id),
+        created=created,
+        n_images=len(features.paths),
+        n_imported=len(tasks),
+        n_already_present=len(features.paths) - len(tasks),
+        representatives=[features.paths[i].relative_to(folder).as_posix() for i in selector.selected_],
+        n_clusters=len(Counter(c for c in clusters if c >= 0)),
+        skipped=skipped,
+        backend=backend,
+    )
+
+
+def _project(client: LabelStudioClient, options: SeedOptions, label_config: str, folder: Path) -> tuple[int, bool]:
+    if options.project_id is not None:
+        client.get_project(options.project_id)  # fails clearly if it does not exist
+        if options.raters is not None:
+            client.set_raters(options.project_id, options.raters)
+        return options.project_id, False
+    title = options.title or f"MOS {folder.name}"
+    existing = client.find_project(title)
+    if existing is None:
+        return client.create_project(title, label_config, options.raters or 1), True
+    if options.raters is not None:
+        client.set_raters(existing, options.raters)
+    return existing, False
+
+
+def _connect_backend(
+    client: LabelStudioClient, project_id: int, url: str | None, auth: tuple[str, str] | None
+) -> str:
+    if not url:
+        return "not connected (no --backend-url)"
+    url = url.rstrip("/")
+    if any(b.get("url", "").rstrip("/") == url for b in client.ml_backends(project_id)):
+        return f"{url} (already connected)"
+    client.add_ml_backend(project_id, url, auth)
+    return f"{url} (connected)"

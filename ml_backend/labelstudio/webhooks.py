@@ -1,0 +1,72 @@
+"""Interpret the webhook events Label Studio 1.23 sends to an ML backend.
+
+Label Studio posts ``{action, project, ...}`` inside the annotator's request with a 1 s timeout, so
+this module only decides *whether* to retrain; the training itself runs in the background.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import WebhookError
+
+#: Events after which the labelled set may have changed.
+RETRAIN_ACTIONS = frozenset(
+    {
+        "ANNOTATION_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATIONS_CREATED",
+        "ANNOTATIONS_DELETED",
+        "START_TRAINING",
+    }
+)
+#: Events Label Studio sends that need no work from us.
+KNOWN_IGNORED_ACTIONS = frozenset(
+    {"TASKS_CREATED", "TASKS_DELETED", "PROJECT_CREATED", "PROJECT_UPDATED", "PROJECT_DELETED"}
+)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    action: str
+    project_id: int | None
+
+    @property
+    def triggers_training(self) -> bool:
+        return self.action in RETRAIN_ACTIONS
+
+    @property
+    def known(self) -> bool:
+        return self.action in RETRAIN_ACTIONS or self.action in KNOWN_IGNORED_ACTIONS
+
+
+def parse_project_id(value: Any) -> int | None:
+    """Project ids arrive as ``{"id": 3, ...}``, ``3``, or ``"3.1700000000"`` (id.created-at in /setup)."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        head = value.split(".", 1)[0].strip()
+        if head.isdigit():
+            return int(head)
+    return None
+
+
+def parse_webhook(payload: Any) -> WebhookEvent:
+    if not isinstance(payload, dict):
+        raise WebhookError("webhook body must be a JSON object")
+    action = payload.get("action")
+    if not isinstance(action, str) or not action:
+        raise WebhookError("webhook body has no 'action' field")
+    project_id = parse_project_id(payload.get("project"))
+    if project_id is None:
+        # Annotation events also carry the project inside the task.
+        task = payload.get("task")
+        if isinstance(task, dict):
+            project_id = parse_project_id(task.get("project"))
+    if action in RETRAIN_ACTIONS and project_id is None:
+        raise WebhookError(f"webhook {action} has no usable 'project' field")
+    return WebhookEvent(action=action, project_id=project_id)

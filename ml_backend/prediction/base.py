@@ -1,0 +1,34 @@
+"""The interface every predictor offers, so callers never ask what a predictor can do.
+
+Every predictor takes the same keywords and ignores what it does not use: ``images`` (the files
+of the rows, for predictors that compare pixels), ``row_ids`` (names of the rows, e.g. task ids)
+and ``normal_matrix`` (a previous fit's ``normal_matrix_``, which ridge updates with the rows that
+changed instead of recomputing it; it is taken over by the new fit, so pass it to one fit only).
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+Images = Sequence[Path | str] | None
+
+
+class Predictor(Protocol):
+    #: Handed from fit to fit (see the module docstring); None for predictors that keep none.
+    normal_matrix_: Any
+
+    def check_params(self) -> Predictor:
+        """Validate the constructor's values without fitting; ConfigError naming the culprit."""
+        ...
+
+    def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
+            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None) -> Predictor: ...
+
+    def predict(self, X: np.ndarray, *, images: Images = None) -> np.ndarray: ...
+
+    def predict_with_confidence(self, X: np.ndarray, *, images: Images = None) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions and a confidence in [0, 1]; low confidence = worth rating next."""
+        ...

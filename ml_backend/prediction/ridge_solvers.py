@@ -1,0 +1,137 @@
+"""The linear algebra behind RidgePredictor: leave-one-out penalty choice and Cholesky solves."""
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+from scipy import linalg
+from scipy.linalg import blas
+
+from ..errors import ConfigError
+
+
+def gram_eigen(Xs: np.ndarray, dtype: type[np.floating] = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvectors and eigenvalues of ``Xs Xs^T``: the left singular vectors and squared singular
+    values of ``Xs``, at O(n^2 d + n^3) instead of an SVD's O(n d^2). The product is formed in
+    ``dtype`` (float32 is enough to choose a penalty, at half the time), decomposed in float64."""
+    A = Xs.astype(dtype, copy=False)
+    eig, U = np.linalg.eigh((A @ A.T).astype(float))
+    return U, np.clip(eig, 0.0, None)
+
+
+def best_alpha(U: np.ndarray, eig: np.ndarray, Uy: np.ndarray, yc: np.ndarray, alphas: np.ndarray) -> float:
+    """The penalty with the smallest mean squared leave-one-out residual, ``r_i / (1 - H_ii)``
+    with H the hat matrix of ridge plus intercept (``yc`` is centred, ``Uy = U^T yc``)."""
+    n = len(yc)
+    if n < 3:
+        return float(alphas[0])
+    errors = []
+    for alpha in alphas:
+        filt = eig / (eig + alpha)
+        leverage = (U**2) @ filt + 1.0 / n
+        residual = (yc - U @ (filt * Uy)) / np.maximum(1.0 - leverage, 1e-12)
+        errors.append(np.mean(residual**2))
+    return float(alphas[int(np.argmin(errors))])
+
+
+def dual_solve(Xs: np.ndarray, yc: np.ndarray, alpha: float) -> np.ndarray:
+    """Ridge coefficients for a fixed penalty from ``(Xs Xs^T + alpha I) a = yc`` (n <= d), by
+    Cholesky: float32 first (twice as fast), float64 if float32 fails or is inaccurate (a tiny
+    penalty on nearly collinear features)."""
+    for dtype, syrk in ((np.float32, blas.ssyrk), (np.float64, blas.dsyrk)):
+        At = np.asfortranarray(Xs.T, dtype=dtype)  # d x n, the layout BLAS reads without a copy
+        target = yc.astype(dtype)
+        gram = syrk(1.0, At, trans=1, lower=1)  # Xs Xs^T, lower triangle
+        gram[np.diag_indices_from(gram)] += alpha
+        try:
+            solution = linalg.cho_solve(linalg.cho_factor(gram, lower=True, overwrite_a=True, check_finite=False),
+                                        target, check_finite=False)
+        except np.linalg.LinAlgError:
+            if dtype is np.float64:
+                raise ConfigError(f"ridge penalty {alpha:g} is too small to solve for these features") from None
+            continue
+        residual = At.T @ (At @ solution) + alpha * solution - target
+        if np.linalg.norm(residual) <= 1e-3 * np.linalg.norm(target):
+            break
+    return (At @ solution).astype(float)
+
+
+class NormalMatrix:
+    """``sum over rows of (x - center)(x - center)^T`` (d x d, float64) and the rows it sums.
+
+    Kept by a ridge fit with more labels than dimensions, so that the next fit adds and removes
+    only the rows that changed: O(d^2) per changed row instead of O(n d^2). Rows are matched by
+    id *and* content, so an id whose features
+    changed (a replaced image) is swapped out, not kept stale. ``center`` is the mean of the rows
+    it was first computed from: summing about a point near the mean keeps float32 accurate.
+
+    Updates and solves work in place, in buffers that move from fit to fit: the page faults of a
+    fresh d x d array cost more than the arithmetic on the machines measured (docs/performance.md).
+    """
+
+    #: Beyond this fraction of changed rows, recomputing is cheaper than updating.
+    MAX_CHANGED = 0.25
+    #: Rows per block when comparing or transforming, to keep temporaries small.
+    BLOCK = 256
+
+    def __init__(self, X: np.ndarray, ids: list[Hashable]) -> None:
+        self.ids = list(ids)
+        self.rows = X
+        self.center = X.mean(axis=0, dtype=np.float64)
+        lower = blas.ssyrk(1.0, np.asfortranarray((X - self.center).T, dtype=np.float32), trans=0, lower=1)
+        self.gram = np.ascontiguousarray(lower, dtype=float)  # C order: see update
+        self.gram += np.tril(self.gram, -1).T  # BLAS filled the lower triangle only
+        self._factor = np.empty(self.gram.shape, dtype=np.float32)
+
+    def update(self, X: np.ndarray, ids: list[Hashable]) -> bool:
+        """Replace the rows by ``X`` in place; False (nothing changed) when too many rows differ."""
+        if self.rows.shape[1] != X.shape[1]:
+            return False
+        position = {row_id: i for i, row_id in enumerate(self.ids)}
+        pairs = np.array([(j, position[row_id]) for j, row_id in enumerate(ids) if row_id in position],
+                         dtype=int).reshape(-1, 2)
+        same = np.concatenate([np.all(X[block[:, 0]] == self.rows[block[:, 1]], axis=1)
+                               for block in np.array_split(pairs, max(1, len(pairs) // self.BLOCK))])
+        added = np.setdiff1d(np.arange(len(X)), pairs[same, 0])
+        removed = np.setdiff1d(np.arange(len(self.rows)), pairs[same, 1])
+        if len(added) + len(removed) > self.MAX_CHANGED * len(X):
+            return False
+        # The gram is symmetric, so its transpose (Fortran order, as BLAS needs to write in
+        # place: a C-order ``c`` would be copied and the update lost) is the same matrix.
+        for rows, sign in ((X[added], 1.0), (self.rows[removed], -1.0)):
+            if len(rows):
+                delta = rows - self.center
+                blas.dgemm(sign, delta, delta, trans_a=True, beta=1.0, c=self.gram.T, overwrite_c=True)
+        self.ids, self.rows = list(ids), X
+        return True
+
+    def solve(self, mean: np.ndarray, scale: np.ndarray, rhs: np.ndarray, alpha: float) -> np.ndarray:
+        """``(Xs^T Xs + alpha I)^-1 rhs`` for ``Xs = (X - mean) / scale`` by Cholesky: float32
+        first (twice as fast), float64 if float32 fails or is inaccurate."""
+        n = len(self.rows)
+        shift = mean - self.center
+
+        def standardised(out: np.ndarray) -> np.ndarray:
+            for start in range(0, len(out), self.BLOCK):
+                part = slice(start, start + self.BLOCK)
+                block = self.gram[part] - n * np.outer(shift[part], shift)
+                block /= np.outer(scale[part], scale)
+                out[part] = block
+            out[np.diag_indices_from(out)] += alpha
+            return out
+
+        def residual(w: np.ndarray) -> float:
+            v = w / scale
+            product = (self.gram @ v - n * shift * (shift @ v)) / scale
+            return float(np.linalg.norm(product + alpha * w - rhs))
+
+        for factor in (lambda: standardised(self._factor), lambda: standardised(np.empty_like(self.gram))):
+            matrix = factor()
+            try:  # the transpose is the same symmetric matrix in the Fortran order LAPACK overwrites
+                cholesky = linalg.cho_factor(matrix.T, lower=True, overwrite_a=True, check_finite=False)
+            except np.linalg.LinAlgError:
+                continue
+            solution = linalg.cho_solve(cholesky, rhs.astype(matrix.dtype), check_finite=False).astype(float)
+            if residual(solution) <= 1e-3 * np.linalg.norm(rhs):
+                return solution
+        raise ConfigError(f"ridge penalty {alpha:g} is too small to solve for these features")

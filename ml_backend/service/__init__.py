@@ -1,0 +1,1 @@
+"""The ML backend Label Studio talks to: protocol, per-project models, background training."""

@@ -1,0 +1,98 @@
+"""Label Studio's ML backend protocol: what /setup and /predict bodies must hold, and the answers.
+
+Every field is checked here, before any work, so the service only sees well-formed requests and a
+bad one gets a 400 naming the field.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import LabelConfigError, RequestError
+from ..labelstudio.label_config import ScoreTag, parse_label_config
+from ..labelstudio.webhooks import parse_project_id
+
+
+@dataclass(frozen=True)
+class SetupRequest:
+    project_id: int
+    hostname: str
+    access_token: str
+    #: Per-project predictor settings: ``predictor`` and that predictor's parameters.
+    extra_params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    project_id: int
+    tag: ScoreTag
+    tasks: list[dict[str, Any]]
+
+    def references(self) -> list[str]:
+        """Each task's image reference (empty when absent), in request order."""
+        return [str((task.get("data") or {}).get(self.tag.data_key, "")) for task in self.tasks]
+
+
+def parse_setup(payload: Any) -> SetupRequest:
+    if not isinstance(payload, dict):
+        raise RequestError("setup body must be a JSON object")
+    project_id = parse_project_id(payload.get("project"))
+    if project_id is None:
+        raise RequestError("setup body has no usable 'project' field")
+    schema = payload.get("schema")
+    if isinstance(schema, str) and schema:
+        try:
+            parse_label_config(schema)
+        except LabelConfigError as exc:
+            raise RequestError(f"project {project_id}: {exc}") from None
+    return SetupRequest(project_id, str(payload.get("hostname") or "").rstrip("/"),
+                        str(payload.get("access_token") or ""), _extra_params(payload.get("extra_params")))
+
+
+def parse_predict(payload: Any) -> PredictRequest:
+    if not isinstance(payload, dict) or not isinstance(payload.get("tasks"), list):
+        raise RequestError("predict body must be a JSON object with a 'tasks' list")
+    tasks = payload["tasks"]
+    if not all(isinstance(task, dict) for task in tasks):
+        raise RequestError("every entry of 'tasks' must be a JSON object")
+    project_id = parse_project_id(payload.get("project"))
+    if project_id is None and tasks:
+        project_id = parse_project_id(tasks[0].get("project"))
+    if project_id is None:
+        raise RequestError("predict body has no usable 'project' field")
+    label_config = payload.get("label_config")
+    if not isinstance(label_config, str) or not label_config:
+        raise RequestError("predict body has no 'label_config'")
+    try:
+        tag = parse_label_config(label_config)
+    except LabelConfigError as exc:
+        raise RequestError(str(exc)) from None
+    return PredictRequest(project_id, tag, tasks)
+
+
+def _extra_params(extra: Any) -> dict[str, Any]:
+    if extra in (None, "", {}):
+        return {}
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            raise RequestError("extra_params is not valid JSON") from None
+    if not isinstance(extra, dict):
+        raise RequestError("extra_params must be a JSON object")
+    return dict(extra)
+
+
+def prediction(tag: ScoreTag, value: float, confidence: float, version: str) -> dict[str, Any]:
+    """One task's answer: the value rounded to what the tag accepts, confidence as ``score``."""
+    return {
+        "result": tag.to_result(tag.round(value)),
+        "score": round(min(max(confidence, 0.0), 1.0), 4),
+        "model_version": version,
+    }
+
+
+def empty_prediction(version: str) -> dict[str, Any]:
+    """The answer for a task whose image cannot be used."""
+    return {"result": [], "score": 0.0, "model_version": version}

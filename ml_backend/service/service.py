@@ -1,0 +1,277 @@
+"""The ML backend's logic as a plain object: setup, predict, train, webhook.
+
+The Flask layer (``app.py``) only decodes JSON and calls these methods, so everything here can be
+tested without a server. One ``ProjectModel`` per Label Studio project holds the fitted predictor;
+its inputs are persisted by ``StateStore`` and it is rebuilt from them after a restart.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config
+from ..errors import ConfigError, ImageReadError, LabelStudioError, RequestError, TaskImageError
+from ..features.extractor import FeatureExtractor
+from ..labelstudio.aggregation import aggregate_ratings
+from ..labelstudio.client import LabelStudioClient
+from ..labelstudio.label_config import parse_label_config
+from ..labelstudio.task_images import resolve_task_image
+from ..labelstudio.webhooks import parse_webhook
+from ..prediction import PREDICTORS
+from ..prediction.base import Predictor
+from .protocol import empty_prediction, parse_predict, parse_setup, prediction
+from .state import UNTRAINED, ProjectState, StateStore
+from .trainer import TrainingQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProjectModel:
+    state: ProjectState
+    predictor: Predictor | None = None  # fitted, None until the first label
+
+
+@dataclass
+class TaskFeatures:
+    matrix: np.ndarray  # one row per readable task image
+    ok: list[int]  # index (in the request) of each row
+    paths: list[Path]  # image file of each row
+    errors: dict[int, str]  # index -> why its image could not be used
+
+
+@dataclass(frozen=True)
+class Connection:
+    url: str
+    api_key: str
+
+
+class MOSService:
+    def __init__(
+        self,
+        config: Config,
+        extractor: FeatureExtractor | None = None,
+        client_factory: Callable[[str, str], LabelStudioClient] = LabelStudioClient,
+    ) -> None:
+        self.config = config
+        self._extractor = extractor
+        self._extractor_lock = threading.Lock()
+        self._client_factory = client_factory
+        self.store = StateStore(config.state_dir)
+        self._models: dict[int, ProjectModel] = {}
+        self._models_lock = threading.Lock()
+        self._connections: dict[int, Connection] = {}
+        self.trainer = TrainingQueue(self.train)
+
+    # --- resources -------------------------------------------------------------------------
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """Built on first use: loading the network takes seconds and /setup must stay fast."""
+        if self._extractor is not None:  # hot path of every request: no lock once built
+            return self._extractor
+        with self._extractor_lock:
+            if self._extractor is None:
+                self._extractor = FeatureExtractor.from_config(self.config)
+            return self._extractor
+
+    def model(self, project_id: int) -> ProjectModel:
+        with self._models_lock:
+            model = self._models.get(project_id)
+            if model is None:
+                model = self._load(project_id)
+                self._models[project_id] = model
+            return model
+
+    def _load(self, project_id: int) -> ProjectModel:
+        state = self.store.load(project_id)
+        if state is None:
+            name = self.config.predictor
+            return ProjectModel(ProjectState(project_id, predictor=name,
+                                             predictor_params=self.config.params_for(name)))
+        predictor = self._fit(state, state.labels) if state.labels else None
+        log.info(
+            "project %s: reloaded %s labels, model version %s",
+            project_id,
+            len(state.labels),
+            state.model_version,
+        )
+        return ProjectModel(state, predictor)
+
+    def _features(self, references: list[str]) -> TaskFeatures:
+        """Features of task images, skipping (and explaining) the ones that cannot be read.
+
+        Cached images cost a ``stat`` each (see ``FeatureExtractor.extract_one``).
+        """
+        rows, ok, paths, errors = [], [], [], {}
+        for index, reference in enumerate(references):
+            try:
+                path = resolve_task_image(reference, self.config.document_root)
+                rows.append(self.extractor.extract_one(path, as_stored=True))
+                ok.append(index)
+                paths.append(path)
+            except (TaskImageError, ImageReadError) as exc:
+                errors[index] = str(exc)
+        matrix = np.vstack(rows).astype(np.float32, copy=False) if rows else np.empty((0, 0), dtype=np.float32)
+        return TaskFeatures(matrix, ok, paths, errors)
+
+    def _fit(self, state: ProjectState, labels: dict[str, dict[str, Any]],
+             previous: Predictor | None = None) -> Predictor | None:
+        """A predictor fitted on ``labels``; ``previous`` is the project's current one, whose
+        normal matrix the new fit takes over (see ``RidgePredictor``)."""
+        task_ids = list(labels)
+        found = self._features([labels[t]["image"] for t in task_ids])
+        for index, message in found.errors.items():
+            log.warning("project %s: labelled task %s skipped: %s", state.project_id, task_ids[index], message)
+        if not found.ok:
+            return None
+        targets = np.array([labels[task_ids[i]]["mos"] for i in found.ok], dtype=np.float64)
+        predictor = PREDICTORS.create(state.predictor, state.predictor_params)
+        return predictor.fit(found.matrix, targets, images=found.paths, row_ids=[task_ids[i] for i in found.ok],
+                             normal_matrix=previous.normal_matrix_ if previous is not None else None)
+
+    # --- Label Studio connection -----------------------------------------------------------
+    def _remember_connection(self, project_id: int, hostname: str, access_token: str) -> None:
+        url = self.config.label_studio_url or hostname
+        key = self.config.label_studio_api_key or access_token
+        if url and key:
+            self._connections[project_id] = Connection(url, key)
+
+    def client(self, project_id: int) -> LabelStudioClient:
+        connection = self._connections.get(project_id)
+        if connection is None and self.config.label_studio_url and self.config.label_studio_api_key:
+            connection = Connection(self.config.label_studio_url, self.config.label_studio_api_key)
+        if connection is None:
+            raise LabelStudioError(
+                f"project {project_id}: no Label Studio URL/token yet; set LABEL_STUDIO_URL and "
+                "LABEL_STUDIO_API_KEY, or wait for Label Studio's /setup call"
+            )
+        return self._client_factory(connection.url, connection.api_key)
+
+    # --- protocol --------------------------------------------------------------------------
+    def setup(self, payload: Any) -> dict[str, Any]:
+        request = parse_setup(payload)
+        self._remember_connection(request.project_id, request.hostname, request.access_token)
+        model = self.model(request.project_id)
+        self._apply_extra_params(model, request.extra_params)
+        return {"model_version": model.state.model_version}
+
+    def _apply_extra_params(self, model: ProjectModel, extra: dict[str, Any]) -> None:
+        """Per-project predictor settings: environment defaults overridden by extra_params.
+
+        A change (including removing extra_params again) retrains the project.
+        """
+        params = dict(extra)
+        name = str(params.pop("predictor", self.config.predictor))
+        wanted = {**self.config.params_for(name), **params}
+        try:
+            PREDICTORS.create(name, wanted)
+        except ConfigError as exc:
+            raise RequestError(f"extra_params: {exc}") from None
+        state = model.state
+        if (name, wanted) != (state.predictor, state.predictor_params):
+            state.predictor, state.predictor_params = name, wanted
+            log.info("project %s: predictor set to %s %s", state.project_id, name, wanted)
+            if state.labels:
+                self.trainer.request(state.project_id)
+
+    def predict(self, payload: Any) -> dict[str, Any]:
+        request = parse_predict(payload)
+        model = self.model(request.project_id)
+        predictor, version = model.predictor, model.state.model_version
+        if predictor is None:
+            return {"results": [], "model_version": version}
+        found = self._features(request.references())
+        for index, message in found.errors.items():
+            log.warning("project %s: task %s: %s", request.project_id, request.tasks[index].get("id"), message)
+        results = [empty_prediction(version) for _ in request.tasks]
+        if found.ok:
+            values, confidence = predictor.predict_with_confidence(found.matrix, images=found.paths)
+            for row, index in enumerate(found.ok):
+                results[index] = prediction(request.tag, float(values[row]), float(confidence[row]), version)
+        return {"results": results, "model_version": version}
+
+    def webhook(self, payload: Any) -> dict[str, Any]:
+        event = parse_webhook(payload)
+        if not event.triggers_training:
+            level = logging.INFO if event.known else logging.WARNING
+            log.log(level, "webhook %s ignored", event.action)
+            return {"status": "ignored", "action": event.action}
+        assert event.project_id is not None
+        queued = self.trainer.request(event.project_id)
+        log.info("webhook %s: retrain of project %s %s", event.action, event.project_id,
+                 "queued" if queued else "already queued")
+        return {"status": "queued", "action": event.action, "project": event.project_id}
+
+    def status(self) -> dict[str, Any]:
+        """What each loaded project's model knows, and whether a retrain is still running."""
+        with self._models_lock:
+            projects = {
+                str(pid): {
+                    "model_version": m.state.model_version,
+                    "n_labels": len(m.state.labels),
+                    "predictor": m.state.predictor,
+                    "predictor_params": m.state.predictor_params,
+                    "trained_at": m.state.trained_at,
+                    "train_ms": m.state.train_ms,
+                }
+                for pid, m in self._models.items()
+            }
+        return {"training": not self.trainer.wait_idle(0), "projects": projects}
+
+    def versions(self) -> dict[str, Any]:
+        with self._models_lock:
+            versions = sorted({m.state.model_version for m in self._models.values()})
+        return {"versions": versions or [UNTRAINED]}
+
+    # --- training --------------------------------------------------------------------------
+    def train(self, project_id: int) -> ProjectState:
+        """Fetch every annotation of the project, refit, bump the version, persist, swap in."""
+        started = time.perf_counter()
+        client = self.client(project_id)
+        label_config = client.get_label_config(project_id)
+        tag = parse_label_config(label_config)
+        tasks = client.export_tasks(project_id)
+        fetched = time.perf_counter()
+        stats = aggregate_ratings(tasks, tag)
+        by_id = {task["id"]: task for task in tasks}
+        labels = {
+            str(task_id): {
+                "image": str(by_id[task_id].get("data", {}).get(tag.data_key, "")),
+                "mos": s.mean,
+                "n": s.n,
+            }
+            for task_id, s in stats.items()
+        }
+        current_model = self.model(project_id)
+        current = current_model.state
+        state = ProjectState(
+            project_id=project_id,
+            version=current.version + 1,
+            predictor=current.predictor,
+            predictor_params=current.predictor_params,
+            labels=labels,
+            label_config=label_config,
+        )
+        predictor = self._fit(state, labels, current_model.predictor) if labels else None
+        state.model_version = f"{state.predictor}-v{state.version}" if predictor else UNTRAINED
+        state.trained_at = time.time()
+        state.train_ms = round((time.perf_counter() - fetched) * 1000, 1)
+        self.store.save(state)
+        with self._models_lock:
+            self._models[project_id] = ProjectModel(state, predictor)
+        log.info(
+            "project %s: retrained on %d labels in %.0f ms (fetch %.0f ms), model version %s",
+            project_id,
+            len(labels),
+            state.train_ms,
+            (fetched - started) * 1000,
+            state.model_version,
+        )
+        return state

@@ -1,0 +1,207 @@
+"""The whole product path on a real Label Studio and a real backend process.
+
+seed → representatives first in the label stream → annotate → background retrain → prediction with
+the new model version → restart keeps the model → export MOS.csv, checked row by row.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from ml_backend.features.images import natural_key
+from tests.helpers import Stack
+
+pytestmark = pytest.mark.e2e
+
+N_REPRESENTATIVES = 6
+TITLE = "E2E sample"
+
+
+def number_result(value: int) -> list[dict]:
+    return [{"from_name": "mos", "to_name": "image", "type": "number", "value": {"number": value}}]
+
+
+def human_rating(level: int) -> int:
+    """A plausible rating: the reference scores high, each distortion level lower."""
+    return 90 - 18 * level
+
+
+def manifest_levels(stack: Stack) -> dict[str, int]:
+    with open(stack.root / "manifest.csv") as handle:
+        return {row["image"]: int(row["level"]) for row in csv.DictReader(handle)}
+
+
+def wait_for_labels(stack: Stack, project_id: int, n_labels: int, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = requests.get(f"{stack.backend.url}/status", timeout=5).json()
+        project = status["projects"].get(str(project_id))
+        if project and project["n_labels"] == n_labels and not status["training"]:
+            return project
+        time.sleep(0.5)
+    raise AssertionError(f"backend did not retrain on {n_labels} labels in {timeout} s: {status}")
+
+
+def seed(stack: Stack, *extra: str):
+    return stack.run(
+        "seed", str(stack.images), "--url", stack.ls_url, "--api-key", stack.token,
+        "--document-root", str(stack.document_root), "--backend-url", stack.backend.url,
+        "--no-progress", *extra,
+    )
+
+
+def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
+    levels = manifest_levels(stack)
+    result = seed(stack, "--title", TITLE, "-n", str(N_REPRESENTATIVES))
+    assert result.returncode == 0, result.stderr
+    # The corrupt JPEG and the text file are reported with a reason; the rest was imported.
+    assert "img999.jpg: " in result.stdout and "notes.txt: " in result.stdout, result.stdout
+    assert f"{len(levels)} imported" in result.stdout
+
+    client = stack.client()
+    project_id = client.find_project(TITLE)
+    assert project_id is not None
+    tasks = sorted(client.tasks(project_id), key=lambda t: t.id)
+    assert sorted(t.data["image_name"] for t in tasks) == sorted(levels)
+    assert [t.data["representative"] for t in tasks] == [1] * N_REPRESENTATIVES + [0] * (len(tasks) - N_REPRESENTATIVES)
+
+    # Seeding again adds nothing: every image is already a task.
+    again = seed(stack, "--title", TITLE, "-n", str(N_REPRESENTATIVES))
+    assert again.returncode == 0, again.stderr
+    assert "0 imported" in again.stdout and len(client.tasks(project_id)) == len(tasks)
+
+    # The label stream hands out the representatives first; no prediction before any label.
+    rated: dict[int, list[int]] = {}
+    for position in range(N_REPRESENTATIVES):
+        task = stack.api("GET", f"/api/projects/{project_id}/next").json()
+        assert task["id"] == tasks[position].id
+        assert task["data"]["representative"] == 1
+        if position == 0:
+            assert not task.get("predictions"), task.get("predictions")
+        value = human_rating(levels[task["data"]["image_name"]])
+        stack.api("POST", f"/api/tasks/{task['id']}/annotations",
+                  json={"result": number_result(value), "was_cancelled": False})
+        rated[task["id"]] = [value]
+
+    # A second rater on the first representative; a skip (cancelled annotation) on another task.
+    rater = stack.api("POST", "/api/users", json={"email": "rater2@example.com", "username": "rater2"}).json()
+    first = tasks[0].id
+    stack.api("POST", f"/api/tasks/{first}/annotations",
+              json={"result": number_result(rated[first][0] - 10), "was_cancelled": False,
+                    "completed_by": rater["id"]})
+    rated[first].append(rated[first][0] - 10)
+    skipped_task = tasks[-1].id
+    stack.api("POST", f"/api/tasks/{skipped_task}/annotations", json={"result": [], "was_cancelled": True})
+
+    trained = wait_for_labels(stack, project_id, N_REPRESENTATIVES)
+    version = trained["model_version"]
+    assert version.startswith("ridge-v"), trained
+
+    # The next (unrated) task comes with a prediction of the new model version.
+    task = stack.api("GET", f"/api/projects/{project_id}/next").json()
+    assert task["id"] not in rated
+    predictions = [p for p in task["predictions"] if p["model_version"] == version]
+    assert len(predictions) == 1, task["predictions"]
+    prediction = predictions[0]
+    (item,) = prediction["result"]
+    assert item["from_name"] == "mos" and item["type"] == "number"
+    value = item["value"]["number"]
+    assert isinstance(value, int) and 0 <= value <= 100
+    assert 0.0 <= prediction["score"] <= 1.0
+
+    # A restarted backend reloads its state: same model version, still predicting.
+    stack.restart_backend()
+    setup = requests.post(f"{stack.backend.url}/setup", timeout=10, json={
+        "project": f"{project_id}.0", "schema": client.get_label_config(project_id),
+        "hostname": stack.ls_url, "access_token": stack.token}).json()
+    assert setup == {"model_version": version}
+
+    # /predict with one unreadable image: that task gets an empty result, the other is answered.
+    good = tasks[N_REPRESENTATIVES].data
+    response = requests.post(f"{stack.backend.url}/predict", timeout=60, json={
+        "project": f"{project_id}.0", "label_config": client.get_label_config(project_id),
+        "tasks": [{"id": 1, "data": good}, {"id": 2, "data": {"image": "/data/local-files/?d=sample/missing.png"}}],
+    })
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert len(results) == 2 and results[0]["result"] and results[1]["result"] == []
+
+    # Export: every image once, numerically sorted, human mean where rated, newest prediction elsewhere.
+    out = stack.root / "MOS.csv"
+    export = stack.run("export", "--project-id", str(project_id), "--out", str(out),
+                              "--details", "--url", stack.ls_url, "--api-key", stack.token)
+    assert export.returncode == 0, export.stderr
+    assert export.stderr == "", export.stderr  # nothing missing
+    rows = list(csv.DictReader(open(out)))
+    assert [r["Image_Name"] for r in rows] == sorted(levels, key=natural_key)
+    predicted_by_task = {}
+    for p in sorted(client.predictions(project_id), key=lambda p: (p["created_at"], p["id"])):
+        if p["result"]:
+            predicted_by_task[p["task"]] = (p["result"][0]["value"]["number"], p["model_version"])
+    task_of = {t.data["image_name"]: t.id for t in tasks}
+    for row in rows:
+        task_id = task_of[row["Image_Name"]]
+        if task_id in rated:
+            values = rated[task_id]
+            assert row["Source"] == "human"
+            assert float(row["MOS"]) == pytest.approx(sum(values) / len(values))
+            assert int(row["N_Ratings"]) == len(values)
+        else:
+            expected_value, expected_version = predicted_by_task[task_id]
+            assert row["Source"] == "predicted"
+            assert float(row["MOS"]) == expected_value
+            assert row["Model_Version"] == expected_version == version
+            assert row["N_Ratings"] == "0"
+    assert sum(r["Source"] == "human" for r in rows) == N_REPRESENTATIVES
+
+
+def one_line_error(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_seed_with_wrong_token_fails_in_one_line(stack: Stack) -> None:
+    result = stack.run("seed", str(stack.images), "--url", stack.ls_url, "--api-key",
+                              "not-a-valid-token", "--document-root", str(stack.document_root))
+    assert result.returncode == 1
+    assert "401" in one_line_error(result)
+
+
+def test_scripts_report_label_studio_down_in_one_line(stack: Stack, tmp_path: Path) -> None:
+    from ml_backend.dev.local_stack import free_port
+
+    down = f"http://127.0.0.1:{free_port()}"
+    result = stack.run("seed", str(stack.images), "--url", down, "--api-key", "x",
+                              "--document-root", str(stack.document_root))
+    assert result.returncode == 1
+    assert "cannot reach Label Studio" in one_line_error(result)
+    result = stack.run("export", "--project-id", "1", "--out", str(tmp_path / "m.csv"),
+                              "--url", down, "--api-key", "x")
+    assert result.returncode == 1
+    assert "cannot reach Label Studio" in one_line_error(result)
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_seed_on_empty_folder_says_so(stack: Stack) -> None:
+    empty = stack.document_root / "nothing-here"
+    empty.mkdir(exist_ok=True)
+    result = stack.run("seed", str(empty), "--url", stack.ls_url, "--api-key", stack.token,
+                              "--document-root", str(stack.document_root))
+    assert result.returncode == 1
+    assert "no images found" in one_line_error(result)
+
+
+def test_backend_survives_bad_webhooks(stack: Stack) -> None:
+    url = stack.backend.url
+    assert requests.post(f"{url}/webhook", data="not json", timeout=5).status_code == 400
+    assert requests.post(f"{url}/webhook", json={"no": "action"}, timeout=5).status_code == 400
+    assert requests.post(f"{url}/webhook", json={"action": "ANNOTATION_CREATED"}, timeout=5).status_code == 400
+    unknown = requests.post(f"{url}/webhook", json={"action": "SOMETHING_NEW", "project": {"id": 1}}, timeout=5)
+    assert unknown.status_code == 200 and unknown.json()["status"] == "ignored"
+    assert requests.get(f"{url}/health", timeout=5).json()["status"] == "UP"

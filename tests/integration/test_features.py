@@ -1,0 +1,215 @@
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml_backend.features import extractor as features_module
+from ml_backend.features.backbones import get_backbone
+from ml_backend.features.cache import FeatureCache, as_stored, content_key
+from ml_backend.features.extractor import FeatureExtractor
+from ml_backend.features.images import ImageReadError
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return get_backbone("efficientnet_lite0")
+
+
+@pytest.fixture
+def counted(backbone, monkeypatch):
+    """Counts images that go through the network."""
+    seen: list[int] = []
+    forward = backbone.forward
+
+    def counting_forward(x):
+        seen.append(x.shape[0])
+        return forward(x)
+
+    monkeypatch.setattr(backbone, "forward", counting_forward)
+    return seen
+
+
+def make_folder(root: Path) -> dict[str, Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    paths = {}
+    sizes = {"a.png": (64, 64), "b.jpg": (64, 64), "c.png": (96, 72), "d.jpg": (64, 64)}
+    for name, (width, height) in sizes.items():
+        paths[name] = root / name
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(paths[name])
+    paths["corrupt.jpg"] = root / "corrupt.jpg"
+    paths["corrupt.jpg"].write_bytes(paths["b.jpg"].read_bytes()[:600])
+    paths["text.png"] = root / "text.png"
+    paths["text.png"].write_text("hello")
+    return paths
+
+
+def test_extract_reports_failures_and_keeps_order(tmp_path, backbone, counted):
+    paths = make_folder(tmp_path / "imgs")
+    order = ["c.png", "corrupt.jpg", "a.png", "text.png", "b.jpg", "d.jpg"]
+    extractor = FeatureExtractor(backbone, cache_dir=tmp_path / "cache", batch_size=2)
+    result = extractor.extract([paths[n] for n in order], progress=False)
+
+    assert result.paths == [paths[n] for n in ["c.png", "a.png", "b.jpg", "d.jpg"]]
+    assert result.features.shape == (4, extractor.dim) and result.features.dtype == np.float32
+    assert np.isfinite(result.features).all()
+    assert set(result.failed) == {paths["corrupt.jpg"], paths["text.png"]}
+    assert "truncated" in result.failed[paths["corrupt.jpg"]]
+    assert sum(counted) == 4 and max(counted) == 2  # same-size images were batched
+    for path, row in zip(result.paths, result.features, strict=True):
+        np.testing.assert_allclose(extractor.extract_one(path), row, atol=1e-4)
+
+
+def test_second_run_hits_cache_and_corrupt_entries_are_recomputed(tmp_path, backbone, counted):
+    paths = make_folder(tmp_path / "imgs")
+    images = [paths[n] for n in ["a.png", "b.jpg", "c.png"]]
+    cache_dir = tmp_path / "cache"
+    first = FeatureExtractor(backbone, cache_dir=cache_dir).extract(images, progress=False)
+    assert sum(counted) == 3
+
+    counted.clear()
+    again = FeatureExtractor(backbone, cache_dir=cache_dir).extract(images, progress=False)
+    assert counted == []
+    np.testing.assert_array_equal(again.features, first.features)
+    assert FeatureExtractor(backbone, cache_dir=cache_dir).extract_one(images[1]).shape == (backbone.dim,)
+    assert counted == []
+
+    extractor = FeatureExtractor(backbone, cache_dir=cache_dir)
+    entry = extractor.cache.path(content_key(images[0].read_bytes()))
+    entry.write_bytes(entry.read_bytes()[:100])  # half-written file
+    healed = extractor.extract(images, progress=False)
+    assert counted == [1]
+    # Recomputed alone instead of in a batch: float32 noise can flip a float16 rounding step.
+    np.testing.assert_allclose(healed.features, first.features, rtol=2e-3, atol=1e-3)
+    repaired = extractor.cache.get(content_key(images[0].read_bytes()))
+    np.testing.assert_array_equal(repaired, healed.features[0])
+
+
+def test_max_side_is_part_of_the_cache_namespace(tmp_path, backbone):
+    a = FeatureExtractor(backbone, cache_dir=tmp_path, max_side=512)
+    b = FeatureExtractor(backbone, cache_dir=tmp_path, max_side=1024)
+    assert a.cache.dir != b.cache.dir
+
+
+def test_extract_one_raises_read_error(tmp_path, backbone):
+    paths = make_folder(tmp_path)
+    with pytest.raises(ImageReadError, match="text.png"):
+        FeatureExtractor(backbone).extract_one(paths["text.png"])
+
+
+def test_empty_input(backbone):
+    result = FeatureExtractor(backbone).extract([], progress=False)
+    assert result.paths == [] and result.features.shape == (0, backbone.dim) and result.failed == {}
+
+
+def test_default_backbone_entry_fits_one_disk_block(tmp_path, backbone):
+    """~8 KB per image is what the README's disk figures assume (100,000 images: ~0.8 GB)."""
+    cache = FeatureCache(tmp_path, "ns")
+    key = content_key(b"image bytes")
+    cache.put(key, np.ones(backbone.dim))
+    assert cache.path(key).stat().st_size <= 8192
+
+
+def test_cache_roundtrip_and_garbage(tmp_path):
+    cache = FeatureCache(tmp_path, "efficientnet_lite0-meanstd-v1/file:x")
+    key = content_key(b"image bytes")
+    assert cache.get(key) is None
+    vec = np.arange(5, dtype=np.float64)
+    cache.put(key, vec)
+    got = cache.get(key)
+    assert got.dtype == np.float32 and np.array_equal(got, vec)
+    assert cache.path(key) == cache.dir / key[:2] / f"{key}.npy"
+    assert cache.dir.parent == tmp_path and "/" not in cache.dir.name
+    cache.path(key).write_bytes(b"\x93NUMPY garbage")
+    assert cache.get(key) is None
+    with pytest.raises(ValueError):
+        cache.path("../../etc/passwd")
+
+
+def test_concurrent_writers_never_expose_partial_entries(tmp_path):
+    key = content_key(b"same image")
+    vectors = [np.full(20_000, i, dtype=np.float32) for i in range(4)]
+    caches = [FeatureCache(tmp_path, "ns"), FeatureCache(tmp_path, "ns")]
+    bad: list[object] = []
+
+    def write(i: int) -> None:
+        for _ in range(30):
+            caches[i % 2].put(key, vectors[i])
+
+    def read() -> None:
+        for _ in range(200):
+            got = caches[0].get(key)
+            if got is not None and not any(np.array_equal(got, v) for v in vectors):
+                bad.append(got)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []
+    assert any(np.array_equal(caches[1].get(key), v) for v in vectors)
+    assert [p.name for p in cache_files(tmp_path)] == [f"{key}.npy"]  # no temp files left
+
+
+def cache_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_cache_stores_float16_unless_values_do_not_fit(tmp_path):
+    cache = FeatureCache(tmp_path, "ns")
+    small, huge = content_key(b"small"), content_key(b"huge")
+    vec = np.array([0.1, -3.14159, 1234.5], dtype=np.float32)
+    cache.put(small, vec)
+    assert np.load(cache.path(small)).dtype == np.float16
+    np.testing.assert_array_equal(cache.get(small), as_stored(vec))
+    np.testing.assert_allclose(cache.get(small), vec, rtol=1e-3)
+    assert cache.get(small).dtype == np.float32
+    cache.put(huge, np.array([1e6, 1.0]))
+    assert np.load(cache.path(huge)).dtype == np.float32
+    np.testing.assert_array_equal(cache.get(huge), [1e6, 1.0])
+    assert cache.dir.name.endswith("-f16-v2")  # old float32 caches live elsewhere
+
+
+def test_extract_one_remembers_files_and_sees_changes(tmp_path, backbone, counted, monkeypatch):
+    paths = make_folder(tmp_path / "imgs")
+    reads: list[Path] = []
+    read = features_module.read_image_bytes
+    monkeypatch.setattr(features_module, "read_image_bytes", lambda p: reads.append(p) or read(p))
+    extractor = FeatureExtractor(backbone, cache_dir=tmp_path / "cache")
+    first = extractor.extract_one(paths["a.png"])
+    again = extractor.extract_one(paths["a.png"])
+    np.testing.assert_array_equal(first, again)
+    assert len(reads) == 1 and counted == [1]  # the second call neither read nor computed
+
+    again[:] = 0  # callers get their own copy
+    np.testing.assert_array_equal(extractor.extract_one(paths["a.png"]), first)
+
+    paths["b.jpg"].replace(paths["a.png"])  # same path, different content
+    changed = extractor.extract_one(paths["a.png"])
+    assert len(reads) == 2 and not np.allclose(changed, first)
+    fresh = FeatureExtractor(backbone, cache_dir=tmp_path / "cache").extract_one(paths["a.png"])
+    np.testing.assert_array_equal(changed, fresh)  # cached == freshly computed, exactly
+
+
+def test_concurrent_requests_for_a_new_image_compute_it_once(tmp_path, backbone, counted):
+    paths = make_folder(tmp_path / "imgs")
+    extractor = FeatureExtractor(backbone, cache_dir=tmp_path / "cache")
+    results: list[np.ndarray] = []
+    start = threading.Barrier(6)
+
+    def request() -> None:
+        start.wait()
+        results.append(extractor.extract_one(paths["c.png"]))
+
+    threads = [threading.Thread(target=request) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counted == [1]
+    assert len(results) == 6 and all(np.array_equal(r, results[0]) for r in results)
+    assert extractor._key_locks == {}

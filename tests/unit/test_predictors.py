@@ -1,0 +1,230 @@
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import Ridge
+from sklearn.neighbors import KNeighborsRegressor, NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+
+from ml_backend.prediction import PREDICTORS
+from ml_backend.prediction.knn import KNNPredictor
+from ml_backend.prediction.ridge import RidgePredictor
+
+
+def smooth_data(n: int, seed: int = 0):
+    """Like CNN features: many correlated columns driven by a 2-D latent that sets the MOS."""
+    rng = np.random.default_rng(seed)
+    latent = rng.uniform(-1, 1, (n, 2))
+    X = latent @ rng.normal(size=(2, 10)) + rng.normal(0, 0.05, (n, 10))
+    y = 50 + 30 * np.sin(2 * latent[:, 0]) + 15 * latent[:, 1]
+    return X, y
+
+
+def test_knn_beats_the_mean_predictor_on_a_smooth_function() -> None:
+    X, y = smooth_data(400)
+    model = KNNPredictor().fit(X[:100], y[:100])
+    knn_rmse = np.sqrt(np.mean((model.predict(X[100:]) - y[100:]) ** 2))
+    mean_rmse = np.sqrt(np.mean((y[:100].mean() - y[100:]) ** 2))
+    assert knn_rmse < 0.5 * mean_rmse
+    assert model.n_features_in_ == 10 and model.n_labels_ == 100
+
+
+def test_uniform_and_distance_weights_give_different_predictions() -> None:
+    X, y = smooth_data(60)
+    uniform = KNNPredictor(weights="uniform").fit(X[:30], y[:30]).predict(X[30:])
+    distance = KNNPredictor(weights="distance").fit(X[:30], y[:30]).predict(X[30:])
+    assert not np.allclose(uniform, distance)
+    # distance weighting reproduces a labelled image's own score
+    np.testing.assert_allclose(KNNPredictor().fit(X[:30], y[:30]).predict(X[:5]), y[:5])
+
+
+def test_more_neighbours_than_labels_and_a_single_label_work() -> None:
+    X, y = smooth_data(20)
+    model = KNNPredictor(n_neighbors=50, weights="uniform").fit(X[:3], y[:3])
+    np.testing.assert_allclose(model.predict(X[3:]), y[:3].mean())
+    single = KNNPredictor().fit(X[:1], y[:1])
+    predictions, confidence = single.predict_with_confidence(X)
+    np.testing.assert_allclose(predictions, y[0])
+    assert np.all((confidence >= 0) & (confidence <= 1))
+
+
+def test_confidence_is_higher_near_labels_than_far_away() -> None:
+    X, y = smooth_data(200)
+    model = KNNPredictor().fit(X[:50], y[:50])
+    near = X[:50] + 0.01
+    far = X[:50] + 5.0
+    _, c_near = model.predict_with_confidence(near)
+    _, c_far = model.predict_with_confidence(far)
+    assert np.all((c_near >= 0) & (c_near <= 1)) and np.all((c_far >= 0) & (c_far <= 1))
+    assert np.all(c_near > c_far)
+    assert c_far.max() < 0.2
+
+
+def test_confidence_is_lower_where_neighbour_labels_disagree() -> None:
+    rng = np.random.default_rng(4)
+    # two equally dense groups of labelled images; labels agree in one, alternate in the other
+    calm = rng.normal(0, 0.1, (10, 4)) + [5, 0, 0, 0]
+    noisy = rng.normal(0, 0.1, (10, 4)) - [5, 0, 0, 0]
+    X = np.vstack([calm, noisy])
+    y = np.concatenate([np.full(10, 50.0), np.tile([10.0, 90.0], 5)])
+    model = KNNPredictor(n_neighbors=4).fit(X, y)
+    _, confidence = model.predict_with_confidence(np.array([[5.0, 0, 0, 0], [-5.0, 0, 0, 0]]))
+    assert confidence[0] > 2 * confidence[1]
+
+
+def test_predicting_before_fit_raises_not_fitted() -> None:
+    with pytest.raises(NotFittedError):
+        KNNPredictor().predict(np.zeros((1, 3)))
+    with pytest.raises(NotFittedError):
+        KNNPredictor().predict_with_confidence(np.zeros((1, 3)))
+
+
+def test_wrong_feature_count_is_rejected() -> None:
+    X, y = smooth_data(10)
+    with pytest.raises(ValueError, match="features"):
+        KNNPredictor().fit(X, y).predict(np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"weights": "gaussian"}, "weights must be one of uniform, distance"),
+     ({"n_neighbors": 0}, "n_neighbors must be a positive integer")],
+)
+def test_bad_values_fail_at_fit_with_a_clear_message(params: dict, message: str) -> None:
+    X, y = smooth_data(10)
+    with pytest.raises(ValueError, match=message):
+        KNNPredictor(**params).fit(X, y)
+
+
+def test_create_predictor_converts_string_params() -> None:
+    model = PREDICTORS.create("knn", {"n_neighbors": "7", "weights": " uniform"})
+    assert isinstance(model, KNNPredictor)
+    assert (model.n_neighbors, model.weights) == (7, "uniform")
+    assert PREDICTORS.create("knn", {"n_neighbors": 3.0}).n_neighbors == 3
+    assert PREDICTORS.create("knn").get_params() == {"n_neighbors": 5, "weights": "distance"}
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [("knn", {"k": 3}, r"unknown parameter 'k' for predictor 'knn'; allowed: n_neighbors, weights"),
+     ("knn", {"n_neighbors": "seven"}, r"knn.n_neighbors='seven' is not a valid int"),
+     ("knn", {"n_neighbors": 2.5}, r"knn.n_neighbors=2.5 is not a valid int"),
+     ("knn", {"n_neighbors": True}, r"knn.n_neighbors=True is not a valid int"),
+     ("knn", {"weights": 3}, r"knn.weights=3 is not a valid str"),
+     ("svm", {}, r"unknown predictor 'svm'; choose from: .*knn")],
+)
+def test_create_predictor_rejects_bad_params_clearly(name: str, params: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PREDICTORS.create(name, params)
+
+
+def test_registry_lists_knn() -> None:
+    assert "knn" in PREDICTORS.names()
+
+
+def linear_data(n: int, d: int = 60, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = X[:, :5] @ np.array([8.0, -6.0, 5.0, 4.0, -3.0]) + rng.normal(0, 4, n) + 50
+    return X, y
+
+
+def sklearn_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> Ridge:
+    return Ridge(alpha=alpha).fit(StandardScaler().fit_transform(X.astype(float)), y)
+
+
+def test_ridge_penalty_is_the_brute_force_leave_one_out_best() -> None:
+    X, y = linear_data(25)
+    alphas = (0.1, 3.0, 30.0, 300.0, 3000.0)
+    model = RidgePredictor(alphas=alphas).fit(X, y)
+
+    Xs = StandardScaler().fit_transform(X)  # the standardisation the model uses, fixed
+
+    def loo_error(alpha: float) -> float:  # refit without each image: what the closed form replaces
+        errors = []
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            errors.append(Ridge(alpha=alpha).fit(Xs[keep], y[keep]).predict(Xs[i:i + 1])[0] - y[i])
+        return float(np.mean(np.square(errors)))
+
+    assert model.alpha_ == min(alphas, key=loo_error)
+    reference = sklearn_ridge(X, y, model.alpha_)
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(model.predict(X), reference.predict(Xs), rtol=1e-6)
+
+
+def test_ridge_beyond_max_exact_solves_all_labels_with_a_sampled_penalty() -> None:
+    X, y = linear_data(300, d=40)  # more labels than dimensions: the primal solve
+    model = RidgePredictor(max_exact=50).fit(X, y)
+    np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
+    X, y = linear_data(120, d=200)  # fewer labels than dimensions: the dual solve
+    model = RidgePredictor(max_exact=40).fit(X, y)
+    np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
+    exact = RidgePredictor().fit(X, y)
+    test_X, test_y = linear_data(200, d=200, seed=1)
+    sampled_error = np.sqrt(np.mean((model.predict(test_X) - test_y) ** 2))
+    exact_error = np.sqrt(np.mean((exact.predict(test_X) - test_y) ** 2))
+    assert sampled_error < 1.2 * exact_error
+
+
+def test_ridge_confidence_is_in_unit_range_and_bad_params_are_refused() -> None:
+    X, y = linear_data(40)
+    _, confidence = RidgePredictor().fit(X, y).predict_with_confidence(linear_data(30, seed=2)[0])
+    assert np.all((confidence >= 0) & (confidence <= 1)) and confidence.std() > 0
+    with pytest.raises(ValueError, match="max_exact must be an integer >= 3"):
+        RidgePredictor(max_exact=2).fit(X, y)
+    with pytest.raises(ValueError, match="alphas must be positive"):
+        RidgePredictor(alphas=(0.0, 1.0)).fit(X, y)
+
+
+def test_knn_label_spacing_from_a_sample_matches_all_labels() -> None:
+    X, y = smooth_data(1000)
+    sampled = KNNPredictor().fit(X, y).neighbor_scale_
+    Xs = StandardScaler().fit_transform(X)
+    distances, _ = NearestNeighbors(n_neighbors=5).fit(Xs).kneighbors()  # every label, itself excluded
+    assert sampled == pytest.approx(np.median(distances.mean(axis=1)), rel=0.1)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_knn_matches_scikit_learns_neighbours_regressor(weights: str) -> None:
+    X, y = smooth_data(300)
+    model = KNNPredictor(n_neighbors=4, weights=weights).fit(X[:200], y[:200])
+    scaler = StandardScaler().fit(X[:200])
+    reference = KNeighborsRegressor(4, weights=weights).fit(scaler.transform(X[:200]), y[:200])
+    queries = np.vstack([X[200:], X[:3]])  # the last three are labelled images: exact matches
+    np.testing.assert_allclose(model.predict(queries), reference.predict(scaler.transform(queries)), rtol=1e-5)
+    if weights == "distance":
+        np.testing.assert_allclose(model.predict(X[:3]), y[:3])
+
+
+def test_ridge_updates_the_previous_fits_normal_matrix_exactly() -> None:
+    """A retrain moves the previous fit's d x d normal matrix and updates it with the rows that
+    changed; the result must equal a fit from scratch."""
+    X, y = linear_data(300, d=40)
+    ids = [f"task-{i}" for i in range(300)]
+    previous = RidgePredictor(max_exact=50).fit(X[:-1], y[:-1], row_ids=ids[:-1])
+    lent = previous.normal_matrix_
+    before = previous.predict(X[:20])
+    # One new row, one row gone, one id whose features changed, labels changed, rows reordered.
+    X2 = np.concatenate([X[1:], X[:1]])
+    ids2 = ids[1:] + ["task-0"]
+    X2[5] += 0.5
+    y2 = np.concatenate([y[1:], y[:1]]) + 1.0
+    model = RidgePredictor(max_exact=50).fit(X2, y2, row_ids=ids2, normal_matrix=lent)
+    scratch = RidgePredictor(max_exact=50).fit(X2, y2)
+    assert model.normal_matrix_ is lent  # taken over and updated in place, not copied
+    np.testing.assert_array_equal(previous.predict(X[:20]), before)  # the old model still serves
+    # float32 Cholesky on both sides: equal to ~1e-5; a row missed or counted twice moves them ~1e-2.
+    np.testing.assert_allclose(model.coef_, scratch.coef_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.predict(X), scratch.predict(X), atol=1e-4)
+    np.testing.assert_allclose(model.coef_, sklearn_ridge(X2, y2, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_ridge_rebuilds_the_normal_matrix_when_most_rows_changed() -> None:
+    X, y = linear_data(300, d=40)
+    previous = RidgePredictor(max_exact=50).fit(X, y)
+    X2, y2 = linear_data(300, d=40, seed=3)  # same ids (positions), new content
+    model = RidgePredictor(max_exact=50).fit(X2, y2, normal_matrix=previous.normal_matrix_)
+    assert model.normal_matrix_ is not None
+    np.testing.assert_allclose(model.coef_, sklearn_ridge(X2, y2, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="300 feature rows but 2 row_ids"):
+        RidgePredictor().fit(X2, y2, row_ids=["a", "b"])
