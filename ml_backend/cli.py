@@ -182,6 +182,10 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
         print(f"skipped:          {len(report.skipped)} file(s)")
         for name, reason in sorted(report.skipped.items()):
             print(f"  {name}: {reason}")
+    if report.duplicates:
+        print(f"duplicates:       {len(report.duplicates)} group(s) of byte-identical images (each imported)")
+        for names in report.duplicates:
+            print(f"  {' = '.join(names)}")
     return 0
 
 

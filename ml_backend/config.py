@@ -52,6 +52,14 @@ class Config:
         1024, "MOS_MAX_SIDE",
         "Images whose longer side exceeds this are downscaled before feature extraction "
         "(smaller ones keep their resolution).")
+    max_image_bytes: int = setting(
+        64 * 2**20, "MOS_MAX_IMAGE_BYTES",
+        "Image files larger than this many bytes are skipped with a one-line reason (seed, /predict, "
+        "training).")
+    max_pixels: int = setting(
+        40_000_000, "MOS_MAX_PIXELS",
+        "Images declaring more pixels than this (width x height, read from the header before "
+        "decoding) are skipped with a one-line reason (seed, /predict, training).")
     resnet50_weights: str = setting(
         "", "MOS_RESNET50_WEIGHTS",
         "Local ResNet50 state dict (torchvision layout). Empty: torchvision's ImageNet weights "

@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
+from ml_backend.config import Config
+from ml_backend.dev.fakes import export_only_label_studio
 from ml_backend.dev.local_stack import LabelStudioSettings, ManagedProcess, start_backend
 from ml_backend.labelstudio.client import LabelStudioClient
+from ml_backend.service.app import create_app
+from ml_backend.service.service import MOSService
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -68,13 +75,66 @@ class Stack:
         assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text[:300]}"
         return response
 
-    def restart_backend(self) -> None:
-        port = int(self.backend.url.rsplit(":", 1)[1])
+    def restart_backend(self, kill: bool = False) -> None:
+        """Stop the backend (SIGTERM, or SIGKILL as a crash would) and start it on the same port."""
+        self.stop_backend(kill)
+        self.start_backend()
+
+    def stop_backend(self, kill: bool = False) -> None:
+        if kill and self.backend.process is not None:
+            os.killpg(self.backend.process.pid, signal.SIGKILL)
+            self.backend.process.wait(30)
         self.backend.stop()
+
+    def start_backend(self) -> None:
+        port = int(self.backend.url.rsplit(":", 1)[1])
         self.backend = start_backend(self.backend_env, port, self.root / "logs" / "backend.log")
+
+    def wait_for_labels(self, project_id: int, n_labels: int, timeout: float = 180) -> dict:
+        """The backend's status of the project once it has trained on ``n_labels`` and is idle."""
+        deadline = time.monotonic() + timeout
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = requests.get(f"{self.backend.url}/status", timeout=5).json()
+            project = status["projects"].get(str(project_id))
+            if project and project["n_labels"] == n_labels and not status["training"]:
+                return project
+            time.sleep(0.5)
+        raise AssertionError(f"backend did not retrain on {n_labels} labels in {timeout} s: {status}")
 
     def run(self, command: str, *args: str) -> subprocess.CompletedProcess:
         """``mos-annotator COMMAND ARGS`` in the stack's folder, sharing its feature cache."""
         return run_command(command, *args, cwd=self.root, env={"MOS_CACHE_DIR": str(self.cache_dir)})
 
 
+
+
+# --- the backend in-process (Flask test client, Label Studio replaced by a fixed export) -----
+NUMBER_CONFIG = (REPO / "label_config" / "number_0_100.xml").read_text()
+RATING_CONFIG = (REPO / "label_config" / "rating_1_5.xml").read_text()
+PROJECT = 5
+
+
+def rate(task: dict[str, Any], value: float, key: str = "number", name: str = "mos", rater: int = 1) -> dict[str, Any]:
+    """``task`` with one annotation scoring ``value``."""
+    kind = "number" if key == "number" else "rating"
+    annotation = {"id": task["id"] * 10 + rater, "completed_by": rater, "was_cancelled": False,
+                  "result": [{"from_name": name, "to_name": "image", "type": kind, "value": {key: value}}]}
+    return {**task, "annotations": [annotation]}
+
+
+def make_app(config: Config, tasks: list[dict[str, Any]], label_config: str = NUMBER_CONFIG):
+    """The Flask app and its service, over a Label Studio that exports ``tasks``."""
+    service = MOSService(config, client_factory=export_only_label_studio(tasks, label_config))
+    return create_app(config, service), service
+
+
+def setup_body(label_config: str = NUMBER_CONFIG, extra: Any = None, project: int = PROJECT,
+               hostname: str = "http://localhost:8080", token: str = "abc") -> dict[str, Any]:
+    return {"project": f"{project}.1700000000", "schema": label_config, "hostname": hostname,
+            "access_token": token, "extra_params": extra}
+
+
+def predict_body(tasks: list[dict[str, Any]], label_config: str = NUMBER_CONFIG,
+                 project: int = PROJECT) -> dict[str, Any]:
+    return {"project": f"{project}.1700000000", "label_config": label_config, "tasks": tasks}

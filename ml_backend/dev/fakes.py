@@ -32,3 +32,54 @@ def export_only_label_studio(tasks: list[dict[str, Any]], label_config: str | No
 def number_result(value: float, from_name: str = "mos", kind: str = "number") -> list[dict[str, Any]]:
     """An annotation's result list for the shipped configs' score tag."""
     return [{"from_name": from_name, "to_name": "image", "type": kind, "value": {kind: value}}]
+
+
+class RecordingLabelStudio:
+    """A Label Studio for ``seed_project`` that keeps projects and tasks in memory and records
+    every call that writes, so a test can see what a seed did (or did not do) to the server."""
+
+    url = "http://label-studio.invalid"
+
+    def __init__(self) -> None:
+        self.projects: dict[int, dict[str, Any]] = {}
+        self.writes: list[str] = []
+
+    def check(self) -> str:
+        return "admin@example.com"
+
+    def project_url(self, project_id: int) -> str:
+        return f"{self.url}/projects/{project_id}/data"
+
+    def find_project(self, title: str) -> int | None:
+        return next((pid for pid, p in self.projects.items() if p["title"] == title), None)
+
+    def get_project(self, project_id: int) -> dict[str, Any]:
+        return self.projects[project_id]
+
+    def create_project(self, title: str, label_config: str, raters: int = 1) -> int:
+        self.writes.append("create_project")
+        project_id = len(self.projects) + 1
+        self.projects[project_id] = {"title": title, "label_config": label_config, "tasks": [], "backends": []}
+        return project_id
+
+    def set_raters(self, project_id: int, raters: int) -> None:
+        self.writes.append("set_raters")
+
+    def ensure_local_storage(self, project_id: int, folder: Any) -> None:
+        self.writes.append("ensure_local_storage")
+
+    def task_data(self, project_id: int) -> list[dict[str, Any]]:
+        return [dict(task) for task in self.projects[project_id]["tasks"]]
+
+    def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
+        self.writes.append("import_tasks")
+        self.projects[project_id]["tasks"].extend(tasks)
+        return list(range(len(tasks)))
+
+    def ml_backends(self, project_id: int) -> list[dict[str, Any]]:
+        return list(self.projects[project_id]["backends"])
+
+    def add_ml_backend(self, project_id: int, url: str, basic_auth: Any = None) -> int:
+        self.writes.append("add_ml_backend")
+        self.projects[project_id]["backends"].append({"url": url})
+        return 1

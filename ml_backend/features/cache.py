@@ -50,6 +50,7 @@ class FeatureCache:
     def __init__(self, root: Path | str, namespace: str) -> None:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{namespace}-{CACHE_FORMAT}")
         self.dir = Path(root) / name
+        self._warned = False
 
     def path(self, key: str) -> Path:
         if not _KEY.fullmatch(key):
@@ -72,15 +73,27 @@ class FeatureCache:
         return vec.astype(np.float32, copy=False)
 
     def put(self, key: str, vec: np.ndarray) -> None:
+        """Store ``vec``; a cache that cannot be written (read-only, full) is logged once and
+        skipped: the features are still returned, only not kept."""
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stored = stored_form(vec)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
+        except OSError as exc:
+            self._not_writable(exc)
+            return
         try:
             os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide entries from other users' processes
             with os.fdopen(fd, "wb") as f:
-                np.save(f, stored)
+                np.save(f, stored_form(vec))
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
-            raise
+            if not isinstance(exc, OSError):
+                raise
+            self._not_writable(exc)
+
+    def _not_writable(self, exc: OSError) -> None:
+        if not self._warned:
+            log.warning("feature cache %s is not writable (%s): features are not kept", self.dir, exc)
+            self._warned = True

@@ -54,6 +54,7 @@ class FeatureSet:
     paths: list[Path]
     features: np.ndarray  # [len(paths), dim] float32
     failed: dict[Path, str] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)  # content hash of each path (equal = same bytes)
 
 
 class _Prepared(NamedTuple):
@@ -148,6 +149,8 @@ class FeatureExtractor:
         backbone: str | Backbone = DEFAULTS.backbone,
         cache_dir: Path | str | None = None,
         max_side: int = DEFAULTS.max_side,
+        max_bytes: int = DEFAULTS.max_image_bytes,
+        max_pixels: int = DEFAULTS.max_pixels,
         batch_size: int = 8,
         num_threads: int | None = None,
         backbone_params: dict[str, Any] | None = None,
@@ -159,6 +162,8 @@ class FeatureExtractor:
             backbone = get_backbone(backbone, backbone_params)
         self.backbone = backbone
         self.max_side = max_side
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
         self.batch_size = max(1, batch_size)
         # max_side changes the pixels the network sees, so it is part of the cache namespace.
         self.namespace = f"{backbone.name}-{backbone.version}-max{max_side}"
@@ -172,6 +177,7 @@ class FeatureExtractor:
     def from_config(cls, config: Config, **kwargs: Any) -> FeatureExtractor:
         """The extractor the settings describe (backbone, its weights, cache, size, threads)."""
         return cls(config.backbone, cache_dir=config.cache_dir, max_side=config.max_side,
+                   max_bytes=config.max_image_bytes, max_pixels=config.max_pixels,
                    num_threads=config.torch_threads or None, backbone_params=config.backbone_params(),
                    **kwargs)
 
@@ -183,6 +189,7 @@ class FeatureExtractor:
         """Features for ``paths``; unreadable images land in ``failed`` and the rest proceeds."""
         paths = [Path(p) for p in paths]
         vectors: dict[int, np.ndarray] = {}
+        keys: dict[int, str] = {}
         failed: dict[Path, str] = {}
         pending: dict[tuple[int, ...], list[_Pending]] = defaultdict(list)
 
@@ -207,6 +214,7 @@ class FeatureExtractor:
                     failed[paths[index]] = exc.reason
                     bar.update(1)
                     continue
+                keys[index] = prepared.key
                 if prepared.cached is not None:
                     vectors[index] = prepared.cached
                     bar.update(1)
@@ -223,7 +231,8 @@ class FeatureExtractor:
 
         done = sorted(vectors)
         features = np.stack([vectors[i] for i in done]) if done else np.empty((0, self.dim))
-        return FeatureSet([paths[i] for i in done], features.astype(np.float32, copy=False), failed)
+        return FeatureSet([paths[i] for i in done], features.astype(np.float32, copy=False), failed,
+                          [keys[i] for i in done])
 
     def extract_one(self, path: Path | str, as_stored: bool = False) -> np.ndarray:
         """Feature vector of one image; ImageReadError.
@@ -240,14 +249,14 @@ class FeatureExtractor:
             vec = self._lookup(known[1])
             if vec is not None:
                 return vec if as_stored else vec.astype(np.float32)
-        data = read_image_bytes(path)
+        data = read_image_bytes(path, self.max_bytes)
         key = content_key(data)
         if file_id is not None:
             self._keys.put(path, (file_id, key))
         with self._key_lock(key):
             vec = self._lookup(key)
             if vec is None:
-                img = decode_image(data, path, self.max_side)
+                img = decode_image(data, path, self.max_side, self.max_pixels)
                 vec = self._forward([self.backbone.preprocess(img)])[0]
                 self._store(key, vec)
                 return stored_form(vec) if as_stored else vec
@@ -284,12 +293,12 @@ class FeatureExtractor:
 
     def _prepare(self, path: Path) -> _Prepared:
         """Runs in the decode threads: read once, hash, and decode only on a cache miss."""
-        data = read_image_bytes(path)
+        data = read_image_bytes(path, self.max_bytes)
         key = content_key(data)
         cached = self.cache.get(key) if self.cache is not None else None
         if cached is not None and cached.shape == (self.dim,):
             return _Prepared(key, cached, None)
-        img = decode_image(data, path, self.max_side)
+        img = decode_image(data, path, self.max_side, self.max_pixels)
         return _Prepared(key, None, self.backbone.preprocess(img))
 
     def _batch_limit(self, shape: tuple[int, ...]) -> int:

@@ -8,10 +8,13 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
+import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..config import DEFAULTS
 from ..errors import ImageReadError, MissingPathError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -60,14 +63,32 @@ def list_images(folder: Path | str) -> tuple[list[Path], dict[Path, str]]:
     return images, skipped
 
 
-def read_image_bytes(path: Path | str) -> bytes:
-    """The file's content; read once, then used both for the cache key and for decoding."""
+def read_image_bytes(path: Path | str, max_bytes: int = DEFAULTS.max_image_bytes) -> bytes:
+    """The file's content; read once, then used both for the cache key and for decoding.
+
+    Only a regular file is read (a FIFO or device would block or never end: it is opened
+    without blocking and refused), and at most ``max_bytes`` of it (``MOS_MAX_IMAGE_BYTES``).
+    """
     try:
-        return Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
     except OSError as exc:
         raise ImageReadError(path, exc.strerror or str(exc)) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ImageReadError(path, "not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_size > max_bytes:
+            raise ImageReadError(path, f"{info.st_size} bytes, over the limit MOS_MAX_IMAGE_BYTES={max_bytes}")
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageReadError(path, exc.strerror or str(exc)) from None
+    if len(data) > max_bytes:  # grew since the check
+        raise ImageReadError(path, f"over the limit MOS_MAX_IMAGE_BYTES={max_bytes} bytes")
+    return data
 
 
 def _fit(size: tuple[int, int], max_side: int | None) -> tuple[int, int] | None:
@@ -79,13 +100,31 @@ def _fit(size: tuple[int, int], max_side: int | None) -> tuple[int, int] | None:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def decode_image(data: bytes, path: Path | str, max_side: int | None = None) -> Image.Image:
+def decode_image(data: bytes, path: Path | str, max_side: int | None = None,
+                 max_pixels: int = DEFAULTS.max_pixels) -> Image.Image:
     """Fully decode ``data`` to RGB (EXIF orientation applied, as a browser shows it).
 
-    Big JPEGs are decoded at a reduced scale (``draft``) before the exact high-quality resize.
+    The pixel count is checked from the header first: a small file can declare a huge image
+    (a pixel bomb), and decoding it would take seconds and gigabytes. Big JPEGs are decoded at a
+    reduced scale (``draft``) before the exact high-quality resize.
     """
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():  # Pillow warns on big images; ours is the stricter limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise ImageReadError(path, f"over the limit MOS_MAX_PIXELS={max_pixels} pixels") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "cannot identify image file (not an image?)") from None
+    except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError... on corrupt data
+        raise ImageReadError(path, f"corrupt or truncated image ({exc})") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise ImageReadError(path, f"{width}x{height} = {width * height} pixels, over the limit "
+                             f"MOS_MAX_PIXELS={max_pixels}")
+    try:
+        with img:
             target = _fit(img.size, max_side)
             if target and img.format == "JPEG":
                 img.draft("RGB", target)
@@ -101,5 +140,5 @@ def decode_image(data: bytes, path: Path | str, max_side: int | None = None) -> 
 
 
 def load_image(path: Path | str, max_side: int | None = None) -> Image.Image:
-    """Read and decode one image file; raises ImageReadError with a one-line reason."""
+    """Read and decode one image file (default limits); raises ImageReadError with a one-line reason."""
     return decode_image(read_image_bytes(path), path, max_side)

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 from urllib.parse import parse_qs, urlparse
 
-from ..errors import UserError
+from ..errors import MissingPathError, UserError
 from ..features.images import natural_key
 from .aggregation import aggregate_ratings
 from .client import LabelStudioClient
@@ -94,7 +94,6 @@ def write_csv(rows: list[MOSRow], out: TextIO, details: bool = False) -> None:
 
 def write_csv_file(rows: list[MOSRow], path: Path, details: bool = False) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as handle:
             write_csv(rows, handle, details)
     except OSError as exc:
@@ -113,6 +112,8 @@ def export_project(client: LabelStudioClient, project_id: int, out: Path, detail
                    refresh: bool = True) -> ExportReport:
     """Write MOS.csv for a project. With ``refresh``, Label Studio first asks the connected backend
     for predictions of the current model for every unrated image. Nothing is written on failure."""
+    if not out.parent.is_dir():
+        raise MissingPathError(f"output folder {out.parent} does not exist")
     client.check()
     tag = parse_label_config(client.get_label_config(project_id))
     tasks = client.export_tasks(project_id)

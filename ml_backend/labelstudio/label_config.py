@@ -16,6 +16,9 @@ from typing import Any
 from ..errors import LabelConfigError, MissingPathError
 
 SCORE_TAGS = ("rating", "number")
+#: Bounds on a config's numbers: beyond them rounding onto the step grid loses all precision.
+MAX_MAGNITUDE = 1e9
+MIN_STEP = 1e-6
 #: The configs that ship with the package (``label_config/`` in the repository).
 BUNDLED = ("number_0_100.xml", "rating_1_5.xml")
 
@@ -123,6 +126,8 @@ def parse_label_config(xml: str) -> ScoreTag:
         step = _number(attrs, "step", "1")
         if step <= 0:
             raise LabelConfigError(f"<Number> step must be positive, got {step}")
+        if step < MIN_STEP:
+            raise LabelConfigError(f"<Number> step must be at least {MIN_STEP:g}, got {step:g}")
         if minimum is not None and maximum is not None and maximum < minimum:
             raise LabelConfigError(f"<Number> max ({maximum}) is below min ({minimum})")
     return ScoreTag(kind, from_name, to_name, value[1:], minimum, maximum, step)
@@ -134,8 +139,8 @@ def _number(attrs: dict[str, str], key: str, default: str) -> float:
         number = float(raw)
     except ValueError:
         raise LabelConfigError(f"attribute {key}={raw!r} is not a number") from None
-    if not math.isfinite(number):
-        raise LabelConfigError(f"attribute {key}={raw!r} is not a finite number")
+    if not math.isfinite(number) or abs(number) > MAX_MAGNITUDE:
+        raise LabelConfigError(f"attribute {key}={raw!r} is not a finite number within ±{MAX_MAGNITUDE:g}")
     return number
 
 

@@ -28,7 +28,7 @@ def selector_params(selector: str, n_select: int | None = None, seed: int = 0, e
     if selector == "dbscan":
         params = {"eps": eps, "min_samples": min_samples, "n_select": n_select, "include_outliers": include_outliers}
         return {key: value for key, value in params.items() if value is not None}
-    return {"n_select": n_select or DEFAULTS.n_representatives, "random_state": seed}
+    return {"n_select": DEFAULTS.n_representatives if n_select is None else n_select, "random_state": seed}
 
 
 @dataclass
@@ -60,6 +60,8 @@ class SeedReport:
     n_clusters: int
     skipped: dict[str, str]
     backend: str
+    #: Groups of byte-identical images (each imported, each needs its own rating).
+    duplicates: list[list[str]] = field(default_factory=list)
 
 
 def _check_folder(options: SeedOptions) -> tuple[Path, Path]:
@@ -83,32 +85,37 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
     extractor = FeatureExtractor.from_config(options.features)
     client.check()
 
-    paths, skipped_paths = list_images(folder)
-    if not paths:
+    found, skipped_paths = list_images(folder)
+    if not found:
         raise SeedError(f"no images found in {folder} (extensions: jpg, jpeg, png, bmp, tif, tiff, webp)")
+    paths = []
+    for path in found:
+        if folder in path.resolve().parents:
+            paths.append(path)
+        else:  # a link to elsewhere: Label Studio serves only files under the folder's storage
+            skipped_paths[path] = "links outside the image folder (Label Studio would not serve it)"
     features = extractor.extract(paths, progress=options.progress)
     skipped = {str(p.relative_to(folder)): why for p, why in {**skipped_paths, **features.failed}.items()}
     if not features.paths:
-        raise SeedError(f"none of the {len(paths)} images in {folder} could be read")
+        raise SeedError(f"none of the {len(found)} images in {folder} could be read")
 
     selector.fit(features.features)
     order = [int(i) for i in selector.selected_]
     representative = set(order)
     order += [i for i in range(len(features.paths)) if i not in representative]
     clusters = [int(c) for c in selector.labels_]
+    urls = [local_files_url(path, root) for path in features.paths]  # every check before Label Studio is written
 
     project_id, created = _project(client, options, label_config, folder)
     client.ensure_local_storage(project_id, folder)
     present = {str(data.get(tag.data_key)) for data in client.task_data(project_id)}
     tasks = []
     for index in order:
-        path = features.paths[index]
-        url = local_files_url(path, root)
-        if url in present:
+        if urls[index] in present:
             continue
         tasks.append({
-            tag.data_key: url,
-            "image_name": path.relative_to(folder).as_posix(),
+            tag.data_key: urls[index],
+            "image_name": features.paths[index].relative_to(folder).as_posix(),
             "representative": int(index in representative),
             "cluster": clusters[index],
         })
@@ -126,7 +133,15 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
         n_clusters=len(Counter(c for c in clusters if c >= 0)),
         skipped=skipped,
         backend=backend,
+        duplicates=_duplicates(features.paths, features.keys, folder),
     )
+
+
+def _duplicates(paths: list[Path], keys: list[str], folder: Path) -> list[list[str]]:
+    groups: dict[str, list[str]] = {}
+    for path, key in zip(paths, keys, strict=True):
+        groups.setdefault(key, []).append(path.relative_to(folder).as_posix())
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def _project(client: LabelStudioClient, options: SeedOptions, label_config: str, folder: Path) -> tuple[int, bool]:

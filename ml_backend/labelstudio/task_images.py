@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from ..errors import TaskImageError
 
@@ -22,7 +22,12 @@ def local_files_url(path: Path, document_root: Path) -> str:
 
 
 def resolve_task_image(reference: str, document_root: Path | None) -> Path:
-    """Return the local path of a task's image; refuse anything that escapes the document root."""
+    """The local file a task's image names, strictly inside ``document_root`` after resolving
+    symlinks and ``..``; TaskImageError for anything else (other folders, URLs, no root set).
+
+    References: ``/data/local-files/?d=<path under the root>`` (what the seed imports, also with
+    Label Studio's host in front), or an absolute path / ``file://`` URL inside the root.
+    """
     if not isinstance(reference, str) or not reference:
         raise TaskImageError(f"task image reference {reference!r} is empty or not a string")
     return _resolve(reference, document_root)
@@ -37,18 +42,20 @@ def _resolve(reference: str, document_root: Path | None) -> Path:
         values = parse_qs(parsed.query).get("d")
         if not values:
             raise TaskImageError(f"task image {reference!r} has no ?d= parameter")
-        if document_root is None:
-            raise TaskImageError(
-                f"task image {reference!r} is a local file but LOCAL_FILES_DOCUMENT_ROOT is not set"
-            )
-        root = document_root.resolve()
-        path = (root / values[0]).resolve()
-        if path != root and root not in path.parents:
-            raise TaskImageError(f"task image {reference!r} points outside LOCAL_FILES_DOCUMENT_ROOT")
-        return path
-    if parsed.scheme in ("", "file") and Path(parsed.path).is_absolute():
-        return Path(parsed.path)
-    raise TaskImageError(
-        f"task image {reference!r} is not a local file: import images with `mos-annotator seed` "
-        "(local files storage) so the backend can read them"
-    )
+        relative = values[0]
+    elif parsed.scheme in ("", "file") and unquote(parsed.path).startswith("/"):
+        relative = unquote(parsed.path)
+    else:
+        raise TaskImageError(
+            f"task image {reference!r} is not a local file: import images with `mos-annotator seed` "
+            "(local files storage) so the backend can read them"
+        )
+    if document_root is None:
+        raise TaskImageError(f"task image {reference!r} is a local file but LOCAL_FILES_DOCUMENT_ROOT is not set")
+    if "\x00" in relative:
+        raise TaskImageError(f"task image {reference!r} contains a NUL byte")
+    root = document_root.resolve()
+    path = (root / relative).resolve()  # an absolute ``relative`` replaces the root: checked below
+    if root not in path.parents:
+        raise TaskImageError(f"task image {reference!r} points outside LOCAL_FILES_DOCUMENT_ROOT")
+    return path

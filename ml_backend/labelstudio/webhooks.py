@@ -40,18 +40,22 @@ class WebhookEvent:
         return self.action in RETRAIN_ACTIONS or self.action in KNOWN_IGNORED_ACTIONS
 
 
+#: Largest project id accepted (Label Studio's ids are database integers).
+MAX_ID = 2**63 - 1
+
+
 def parse_project_id(value: Any) -> int | None:
-    """Project ids arrive as ``{"id": 3, ...}``, ``3``, or ``"3.1700000000"`` (id.created-at in /setup)."""
+    """Project ids arrive as ``{"id": 3, ...}``, ``3``, or ``"3.1700000000"`` (id.created-at in
+    /setup). Only positive ids written with ASCII digits count ("٣" is a digit to Python)."""
     if isinstance(value, dict):
         value = value.get("id")
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, str):
         head = value.split(".", 1)[0].strip()
-        if head.isdigit():
-            return int(head)
+        value = int(head) if head.isascii() and head.isdigit() and len(head) <= 19 else None
+    if isinstance(value, int) and 0 < value <= MAX_ID:
+        return value
     return None
 
 

@@ -6,6 +6,7 @@ message, an HTTP error keeps its status, anything else is logged with its traceb
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,14 +21,17 @@ from .service import MOSService
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/", "/health", "/webhook"})
+#: Largest request body accepted (413 beyond): a /predict batch of tasks is far smaller.
+MAX_BODY_BYTES = 32 * 2**20
 
 
 def create_app(config: Config | None = None, service: MOSService | None = None) -> Flask:
     """Build the app; pass ``service`` to share one (and its training thread) with a caller."""
     config = config or Config.from_env()
     service = service or MOSService(config)
-    service.trainer.start()
+    service.start()
     app = Flask("ml_backend")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["mos_service"] = service
 
     if config.basic_auth_user and config.basic_auth_pass:
@@ -68,10 +72,10 @@ def create_app(config: Config | None = None, service: MOSService | None = None) 
         return jsonify({"error": f"internal error: {type(exc).__name__} (see the backend log)"}), 500
 
     def json_body() -> Any:
-        body = request.get_json(silent=True)
-        if body is None:
-            raise RequestError(f"{request.path}: body is not JSON")
-        return body
+        try:
+            return json.loads(request.get_data())
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+            raise RequestError(f"{request.path}: body is not JSON") from None
 
     def handle(action: Callable[[Any], dict[str, Any]]) -> tuple[Response, int]:
         return jsonify(action(json_body())), 200

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from ..errors import LabelConfigError, RequestError
 from ..labelstudio.label_config import ScoreTag, parse_label_config
@@ -30,8 +31,13 @@ class PredictRequest:
     tasks: list[dict[str, Any]]
 
     def references(self) -> list[str]:
-        """Each task's image reference (empty when absent), in request order."""
-        return [str((task.get("data") or {}).get(self.tag.data_key, "")) for task in self.tasks]
+        """Each task's image reference (empty when absent or not a string), in request order."""
+        references = []
+        for task in self.tasks:
+            data = task.get("data")
+            value = data.get(self.tag.data_key) if isinstance(data, dict) else None
+            references.append(value if isinstance(value, str) else "")
+        return references
 
 
 def parse_setup(payload: Any) -> SetupRequest:
@@ -46,8 +52,13 @@ def parse_setup(payload: Any) -> SetupRequest:
             parse_label_config(schema)
         except LabelConfigError as exc:
             raise RequestError(f"project {project_id}: {exc}") from None
-    return SetupRequest(project_id, str(payload.get("hostname") or "").rstrip("/"),
-                        str(payload.get("access_token") or ""), _extra_params(payload.get("extra_params")))
+    hostname = payload.get("hostname") or ""
+    if not isinstance(hostname, str) or (hostname and urlparse(hostname).scheme not in ("http", "https")):
+        raise RequestError(f"setup 'hostname' must be an http(s) URL, got {hostname!r:.100}")
+    token = payload.get("access_token") or ""
+    if not isinstance(token, str):
+        raise RequestError("setup 'access_token' must be a string")
+    return SetupRequest(project_id, hostname.rstrip("/"), token, _extra_params(payload.get("extra_params")))
 
 
 def parse_predict(payload: Any) -> PredictRequest:

@@ -3,6 +3,13 @@
 The Flask layer (``app.py``) only decodes JSON and calls these methods, so everything here can be
 tested without a server. One ``ProjectModel`` per Label Studio project holds the fitted predictor;
 its inputs are persisted by ``StateStore`` and it is rebuilt from them after a restart.
+
+Which Label Studio a project's data comes from, and where the token goes (README, "Security"):
+with ``LABEL_STUDIO_URL`` set, always there (with ``LABEL_STUDIO_API_KEY``, or the token Label
+Studio sent to /setup); without it, to the ``hostname`` of the project's first /setup, with that
+same request's ``access_token``, and a /setup naming another host is refused. The configured key
+is never sent anywhere but ``LABEL_STUDIO_URL``. Only projects that Label Studio has set up (or
+that have saved state) are trained, so unauthenticated webhooks cannot make work for others.
 """
 from __future__ import annotations
 
@@ -54,12 +61,18 @@ class Connection:
 
 
 class MOSService:
+    #: Unknown project ids whose webhooks are logged (once each); beyond, they are ignored silently.
+    MAX_LOGGED_UNKNOWN = 1000
+
     def __init__(
         self,
         config: Config,
         extractor: FeatureExtractor | None = None,
         client_factory: Callable[[str, str], LabelStudioClient] = LabelStudioClient,
     ) -> None:
+        if config.label_studio_api_key and not config.label_studio_url:
+            raise ConfigError("LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: the backend sends its "
+                              "token only to LABEL_STUDIO_URL, so set both (or neither)")
         self.config = config
         self._extractor = extractor
         self._extractor_lock = threading.Lock()
@@ -67,8 +80,18 @@ class MOSService:
         self.store = StateStore(config.state_dir)
         self._models: dict[int, ProjectModel] = {}
         self._models_lock = threading.Lock()
-        self._connections: dict[int, Connection] = {}
+        self._tokens: dict[int, str] = {}  # project -> the access_token its /setup sent
+        self._caught_up: set[int] = set()
+        self._unknown_logged: set[int] = set()
         self.trainer = TrainingQueue(self.train)
+
+    def start(self) -> None:
+        """Start training, and catch up every saved project with Label Studio (annotations made
+        while the backend was down) where the settings say how to reach it."""
+        self.trainer.start()
+        if self.config.label_studio_url and self.config.label_studio_api_key:
+            for project_id in self.store.project_ids():
+                self._catch_up(project_id)
 
     # --- resources -------------------------------------------------------------------------
     @property
@@ -81,28 +104,43 @@ class MOSService:
                 self._extractor = FeatureExtractor.from_config(self.config)
             return self._extractor
 
-    def model(self, project_id: int) -> ProjectModel:
+    def model(self, project_id: int, create: bool = True) -> ProjectModel | None:
+        """The project's model, loaded from its saved state on first use; without ``create``,
+        None for a project that was never set up (nothing is kept for it)."""
         with self._models_lock:
             model = self._models.get(project_id)
             if model is None:
-                model = self._load(project_id)
+                model = self._load(project_id, create)
+                if model is None:
+                    return None
                 self._models[project_id] = model
-            return model
+        self._catch_up(project_id)
+        return model
 
-    def _load(self, project_id: int) -> ProjectModel:
+    def _load(self, project_id: int, create: bool) -> ProjectModel | None:
         state = self.store.load(project_id)
         if state is None:
+            if not create:
+                return None
             name = self.config.predictor
             return ProjectModel(ProjectState(project_id, predictor=name,
                                              predictor_params=self.config.params_for(name)))
+        try:
+            PREDICTORS.create(state.predictor, state.predictor_params)
+        except ConfigError as exc:
+            log.error("project %s: saved predictor settings are unusable (%s): back to the defaults", project_id, exc)
+            name = self.config.predictor
+            state.predictor, state.predictor_params = name, self.config.params_for(name)
         predictor = self._fit(state, state.labels) if state.labels else None
-        log.info(
-            "project %s: reloaded %s labels, model version %s",
-            project_id,
-            len(state.labels),
-            state.model_version,
-        )
+        log.info("project %s: reloaded %s labels, model version %s", project_id, len(state.labels),
+                 state.model_version)
         return ProjectModel(state, predictor)
+
+    def _known(self, project_id: int) -> bool:
+        with self._models_lock:
+            if project_id in self._models:
+                return True
+        return self.store.path(project_id).exists()
 
     def _features(self, references: list[str]) -> TaskFeatures:
         """Features of task images, skipping (and explaining) the ones that cannot be read.
@@ -137,36 +175,64 @@ class MOSService:
                              normal_matrix=previous.normal_matrix_ if previous is not None else None)
 
     # --- Label Studio connection -----------------------------------------------------------
-    def _remember_connection(self, project_id: int, hostname: str, access_token: str) -> None:
-        url = self.config.label_studio_url or hostname
-        key = self.config.label_studio_api_key or access_token
-        if url and key:
-            self._connections[project_id] = Connection(url, key)
+    def _connect(self, model: ProjectModel, hostname: str, access_token: str) -> None:
+        """Remember how to reach the project's Label Studio (see the module docstring)."""
+        state = model.state
+        if not self.config.label_studio_url:
+            if not hostname:
+                raise RequestError(f"project {state.project_id}: /setup has no 'hostname' and LABEL_STUDIO_URL "
+                                   "is not set")
+            if state.label_studio_url and hostname != state.label_studio_url:
+                raise RequestError(f"project {state.project_id} belongs to the Label Studio at "
+                                   f"{state.label_studio_url}, not {hostname}")
+            if not state.label_studio_url:
+                state.label_studio_url = hostname
+                self.store.save(state)  # the pin survives a restart
+        if access_token and not self.config.label_studio_api_key:
+            self._tokens[state.project_id] = access_token
+
+    def _connection(self, project_id: int, state: ProjectState) -> tuple[str, str] | None:
+        url = self.config.label_studio_url or state.label_studio_url
+        key = self.config.label_studio_api_key or self._tokens.get(project_id, "")
+        return (url, key) if url and key else None
 
     def client(self, project_id: int) -> LabelStudioClient:
-        connection = self._connections.get(project_id)
-        if connection is None and self.config.label_studio_url and self.config.label_studio_api_key:
-            connection = Connection(self.config.label_studio_url, self.config.label_studio_api_key)
+        model = self.model(project_id, create=False)
+        connection = self._connection(project_id, model.state) if model is not None else None
         if connection is None:
             raise LabelStudioError(
                 f"project {project_id}: no Label Studio URL/token yet; set LABEL_STUDIO_URL and "
                 "LABEL_STUDIO_API_KEY, or wait for Label Studio's /setup call"
             )
-        return self._client_factory(connection.url, connection.api_key)
+        return self._client_factory(*connection)
+
+    def _catch_up(self, project_id: int) -> None:
+        """Once per project and process: a retrain that finds annotations made while the backend
+        was not listening (it keeps the model when there are none)."""
+        if project_id in self._caught_up:
+            return
+        with self._models_lock:
+            model = self._models.get(project_id)
+        state = model.state if model is not None else self.store.load(project_id)
+        if state is None or self._connection(project_id, state) is None:
+            return
+        self._caught_up.add(project_id)
+        self.trainer.request(project_id, force=False)
 
     # --- protocol --------------------------------------------------------------------------
     def setup(self, payload: Any) -> dict[str, Any]:
         request = parse_setup(payload)
-        self._remember_connection(request.project_id, request.hostname, request.access_token)
+        wanted = self._predictor_settings(request.extra_params)
         model = self.model(request.project_id)
-        self._apply_extra_params(model, request.extra_params)
+        assert model is not None
+        self._connect(model, request.hostname, request.access_token)
+        self._apply_predictor(model, *wanted)
+        self._catch_up(request.project_id)
         return {"model_version": model.state.model_version}
 
-    def _apply_extra_params(self, model: ProjectModel, extra: dict[str, Any]) -> None:
-        """Per-project predictor settings: environment defaults overridden by extra_params.
-
-        A change (including removing extra_params again) retrains the project.
-        """
+    def _predictor_settings(self, extra: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Per-project predictor settings: environment defaults overridden by extra_params, every
+        value checked (400 with one line) before anything is stored."""
         params = dict(extra)
         name = str(params.pop("predictor", self.config.predictor))
         wanted = {**self.config.params_for(name), **params}
@@ -174,6 +240,10 @@ class MOSService:
             PREDICTORS.create(name, wanted)
         except ConfigError as exc:
             raise RequestError(f"extra_params: {exc}") from None
+        return name, wanted
+
+    def _apply_predictor(self, model: ProjectModel, name: str, wanted: dict[str, Any]) -> None:
+        """A change (including removing extra_params again) retrains the project."""
         state = model.state
         if (name, wanted) != (state.predictor, state.predictor_params):
             state.predictor, state.predictor_params = name, wanted
@@ -183,10 +253,11 @@ class MOSService:
 
     def predict(self, payload: Any) -> dict[str, Any]:
         request = parse_predict(payload)
-        model = self.model(request.project_id)
-        predictor, version = model.predictor, model.state.model_version
-        if predictor is None:
+        model = self.model(request.project_id, create=False)
+        if model is None or model.predictor is None:
+            version = model.state.model_version if model is not None else UNTRAINED
             return {"results": [], "model_version": version}
+        predictor, version = model.predictor, model.state.model_version
         found = self._features(request.references())
         for index, message in found.errors.items():
             log.warning("project %s: task %s: %s", request.project_id, request.tasks[index].get("id"), message)
@@ -204,13 +275,22 @@ class MOSService:
             log.log(level, "webhook %s ignored", event.action)
             return {"status": "ignored", "action": event.action}
         assert event.project_id is not None
+        if not self._known(event.project_id):
+            if len(self._unknown_logged) < self.MAX_LOGGED_UNKNOWN and event.project_id not in self._unknown_logged:
+                self._unknown_logged.add(event.project_id)
+                log.warning("webhook %s for project %s ignored: Label Studio never set this project up here",
+                            event.action, event.project_id)
+            return {"status": "ignored", "action": event.action, "reason": "unknown project"}
         queued = self.trainer.request(event.project_id)
         log.info("webhook %s: retrain of project %s %s", event.action, event.project_id,
                  "queued" if queued else "already queued")
         return {"status": "queued", "action": event.action, "project": event.project_id}
 
     def status(self) -> dict[str, Any]:
-        """What each loaded project's model knows, and whether a retrain is still running."""
+        """What each loaded project's model knows, whether a retrain is running, and the last
+        error of a project whose retrains fail (retried with backoff)."""
+        failures = self.trainer.failures()
+        now = time.monotonic()
         with self._models_lock:
             projects = {
                 str(pid): {
@@ -220,6 +300,11 @@ class MOSService:
                     "predictor_params": m.state.predictor_params,
                     "trained_at": m.state.trained_at,
                     "train_ms": m.state.train_ms,
+                    "last_error": None if pid not in failures else {
+                        "error": failures[pid].error, "since": failures[pid].since,
+                        "attempts": failures[pid].attempts,
+                        "retry_in_s": round(max(0.0, failures[pid].retry_at - now), 1),
+                    },
                 }
                 for pid, m in self._models.items()
             }
@@ -231,9 +316,13 @@ class MOSService:
         return {"versions": versions or [UNTRAINED]}
 
     # --- training --------------------------------------------------------------------------
-    def train(self, project_id: int) -> ProjectState:
-        """Fetch every annotation of the project, refit, bump the version, persist, swap in."""
+    def train(self, project_id: int, force: bool = True) -> ProjectState:
+        """Fetch every annotation of the project, refit, bump the version, persist, swap in.
+
+        ``force=False`` (a catch-up) keeps the current model when Label Studio has nothing new.
+        """
         started = time.perf_counter()
+        self._caught_up.add(project_id)  # this retrain is the catch-up
         client = self.client(project_id)
         label_config = client.get_label_config(project_id)
         tag = parse_label_config(label_config)
@@ -243,14 +332,18 @@ class MOSService:
         by_id = {task["id"]: task for task in tasks}
         labels = {
             str(task_id): {
-                "image": str(by_id[task_id].get("data", {}).get(tag.data_key, "")),
+                "image": _reference(by_id[task_id], tag.data_key),
                 "mos": s.mean,
                 "n": s.n,
             }
             for task_id, s in stats.items()
         }
         current_model = self.model(project_id)
+        assert current_model is not None
         current = current_model.state
+        if not force and labels == current.labels and label_config == current.label_config:
+            log.info("project %s: up to date with Label Studio (%d labels)", project_id, len(labels))
+            return current
         state = ProjectState(
             project_id=project_id,
             version=current.version + 1,
@@ -258,6 +351,7 @@ class MOSService:
             predictor_params=current.predictor_params,
             labels=labels,
             label_config=label_config,
+            label_studio_url=current.label_studio_url,
         )
         predictor = self._fit(state, labels, current_model.predictor) if labels else None
         state.model_version = f"{state.predictor}-v{state.version}" if predictor else UNTRAINED
@@ -275,3 +369,9 @@ class MOSService:
             state.model_version,
         )
         return state
+
+
+def _reference(task: dict[str, Any], key: str) -> str:
+    data = task.get("data")
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""

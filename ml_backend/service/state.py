@@ -7,14 +7,19 @@ and the feature cache on load (milliseconds), which keeps pickles out of the sta
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULTS
 from ..errors import UserError
+
+log = logging.getLogger(__name__)
 
 UNTRAINED = "untrained"
 
@@ -31,6 +36,44 @@ class ProjectState:
     label_config: str = ""
     trained_at: float | None = None
     train_ms: float | None = None
+    #: The Label Studio this project was first set up from, when no LABEL_STUDIO_URL is configured:
+    #: a /setup naming another host is refused (the token never leaves for a foreign host).
+    label_studio_url: str = ""
+
+
+def _check_state(data: Any) -> ProjectState:
+    """A ``ProjectState`` from parsed JSON, every field of the type it must have; ValueError else."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    known = {f.name for f in fields(ProjectState)}
+    if set(data) - known:
+        raise ValueError(f"unknown fields {sorted(set(data) - known)}")
+    state = ProjectState(**data)
+    checks = {
+        "project_id": isinstance(state.project_id, int) and not isinstance(state.project_id, bool),
+        "version": isinstance(state.version, int) and not isinstance(state.version, bool) and state.version >= 0,
+        "model_version": isinstance(state.model_version, str),
+        "predictor": isinstance(state.predictor, str),
+        "predictor_params": isinstance(state.predictor_params, dict),
+        "labels": isinstance(state.labels, dict),
+        "label_config": isinstance(state.label_config, str),
+        "trained_at": state.trained_at is None or _number(state.trained_at),
+        "train_ms": state.train_ms is None or _number(state.train_ms),
+        "label_studio_url": isinstance(state.label_studio_url, str),
+    }
+    for name, ok in checks.items():
+        if not ok:
+            raise ValueError(f"field {name!r} has the wrong type")
+    for task_id, label in state.labels.items():
+        if not (task_id.isascii() and task_id.isdigit() and isinstance(label, dict)
+                and isinstance(label.get("image"), str) and _number(label.get("mos"))
+                and isinstance(label.get("n"), int)):
+            raise ValueError(f"label of task {task_id!r} is malformed")
+    return state
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class StateStore:
@@ -43,19 +86,40 @@ class StateStore:
         return self.root / f"project-{project_id}.json"
 
     def load(self, project_id: int) -> ProjectState | None:
+        """The saved state, or None: none saved, or one that cannot be used, which is moved aside
+        (``.corrupt-<time>``) so that the next retrain rebuilds the project from Label Studio."""
         path = self.path(project_id)
-        if not path.exists():
-            return None
         try:
-            data = json.loads(path.read_text())
-            return ProjectState(**data)
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"corrupt backend state file {path}: {exc}") from None
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            return self._set_aside(path, f"cannot read it: {exc}")
+        try:
+            state = _check_state(json.loads(text))
+        except (ValueError, TypeError, RecursionError) as exc:
+            return self._set_aside(path, str(exc))
+        if state.project_id != project_id:
+            return self._set_aside(path, f"it holds project {state.project_id}")
+        return state
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        try:
+            path.replace(aside)
+            log.error("backend state %s is unusable (%s): moved to %s; the project is rebuilt from "
+                      "Label Studio at its next retrain", path, why, aside.name)
+        except OSError as exc:
+            log.error("backend state %s is unusable (%s) and cannot be moved aside (%s)", path, why, exc)
+        return None
 
     def save(self, state: ProjectState) -> None:
         """Write to a temporary file and rename, so a crash never leaves half a state file."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".project-", suffix=".tmp")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".project-", suffix=".tmp")
+        except OSError as exc:
+            raise UserError(f"cannot write backend state in {self.root}: {exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "w") as handle:
                 # One line: json's C encoder only runs without indent (many times faster).

@@ -2,22 +2,42 @@
 
 Requests for a project that is already waiting are merged, and a request that arrives while that
 project trains queues one more run, so the newest annotation is always included without retraining
-once per click.
+once per click. The queue holds at most ``max_pending`` projects, so no flood of requests can
+grow it. A failed retrain is retried with exponential backoff; its error stays visible in
+``failures()`` until a retrain of that project succeeds.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
+#: Seconds before the first retry of a failed retrain; doubled per failure up to ``MAX_BACKOFF``.
+FIRST_BACKOFF = 2.0
+MAX_BACKOFF = 300.0
+
+
+@dataclass
+class Failure:
+    error: str
+    since: float  # when the first of these consecutive failures happened (unix time)
+    attempts: int
+    retry_at: float  # monotonic time of the next try
+
 
 class TrainingQueue:
-    def __init__(self, train: Callable[[int], object]) -> None:
+    """``train(project_id, force)`` runs in one thread; ``force=False`` is a catch-up that may
+    find nothing new."""
+
+    def __init__(self, train: Callable[[int, bool], object], max_pending: int = 256) -> None:
         self._train = train
-        self._pending: deque[int] = deque()
+        self.max_pending = max_pending
+        self._pending: dict[int, tuple[bool, float]] = {}  # project -> (force, not before: monotonic)
+        self._failures: dict[int, Failure] = {}
         self._cond = threading.Condition()
         self._busy = False
         self._stopped = False
@@ -35,34 +55,70 @@ class TrainingQueue:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def request(self, project_id: int) -> bool:
-        """Queue a retrain; False when one for this project is already waiting."""
+    def request(self, project_id: int, force: bool = True) -> bool:
+        """Queue a retrain (now, even if a retry was scheduled later); False when one for this
+        project is already waiting or the queue is full."""
         with self._cond:
             if project_id in self._pending:
+                waiting_force, _ = self._pending[project_id]
+                self._pending[project_id] = (waiting_force or force, time.monotonic())
+                self._cond.notify_all()
                 return False
-            self._pending.append(project_id)
+            if len(self._pending) >= self.max_pending:
+                log.warning("training queue full (%d projects): retrain of project %s dropped",
+                            self.max_pending, project_id)
+                return False
+            self._pending[project_id] = (force, time.monotonic())
             self._cond.notify_all()
             return True
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until nothing is queued or running (used by tests and the CLI)."""
+    def failures(self) -> dict[int, Failure]:
         with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+            return dict(self._failures)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is due or running (scheduled retries do not count)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._due() and not self._busy, timeout)
+
+    def _due(self) -> list[int]:
+        now = time.monotonic()
+        return [pid for pid, (_, not_before) in self._pending.items() if not_before <= now]
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._stopped)
+                while not self._stopped and not self._due():
+                    waits = [not_before - time.monotonic() for _, not_before in self._pending.values()]
+                    self._cond.wait(timeout=max(0.05, min(waits)) if waits else None)
                 if self._stopped:
                     return
-                project_id = self._pending.popleft()
+                project_id = min(self._due(), key=lambda pid: self._pending[pid][1])
+                force, _ = self._pending.pop(project_id)
                 self._busy = True
             try:
-                self._train(project_id)
+                self._train(project_id, force)
             except Exception as exc:  # keep serving: a failed retrain leaves the old model in place
-                log.error("retrain of project %s failed: %s", project_id, exc)
-                log.debug("retrain failure details", exc_info=True)
+                self._failed(project_id, force, exc)
+            else:
+                with self._cond:
+                    self._failures.pop(project_id, None)
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _failed(self, project_id: int, force: bool, exc: Exception) -> None:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        with self._cond:
+            previous = self._failures.get(project_id)
+            attempts = previous.attempts + 1 if previous else 1
+            delay = min(FIRST_BACKOFF * 2 ** (attempts - 1), MAX_BACKOFF)
+            retry_at = time.monotonic() + delay
+            self._failures[project_id] = Failure(message, previous.since if previous else time.time(),
+                                                 attempts, retry_at)
+            if project_id not in self._pending:  # a newer request keeps its own, earlier time
+                self._pending[project_id] = (force, retry_at)
+        log.error("retrain of project %s failed (attempt %d, next in %.0f s): %s",
+                  project_id, attempts, delay, message)
+        log.debug("retrain failure details", exc_info=True)

@@ -6,7 +6,6 @@ the new model version → restart keeps the model → export MOS.csv, checked ro
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 import pytest
@@ -33,18 +32,6 @@ def human_rating(level: int) -> int:
 def manifest_levels(stack: Stack) -> dict[str, int]:
     with open(stack.root / "manifest.csv") as handle:
         return {row["image"]: int(row["level"]) for row in csv.DictReader(handle)}
-
-
-def wait_for_labels(stack: Stack, project_id: int, n_labels: int, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    status: dict = {}
-    while time.monotonic() < deadline:
-        status = requests.get(f"{stack.backend.url}/status", timeout=5).json()
-        project = status["projects"].get(str(project_id))
-        if project and project["n_labels"] == n_labels and not status["training"]:
-            return project
-        time.sleep(0.5)
-    raise AssertionError(f"backend did not retrain on {n_labels} labels in {timeout} s: {status}")
 
 
 def seed(stack: Stack, *extra: str):
@@ -98,7 +85,7 @@ def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
     skipped_task = tasks[-1].id
     stack.api("POST", f"/api/tasks/{skipped_task}/annotations", json={"result": [], "was_cancelled": True})
 
-    trained = wait_for_labels(stack, project_id, N_REPRESENTATIVES)
+    trained = stack.wait_for_labels(project_id, N_REPRESENTATIVES)
     version = trained["model_version"]
     assert version.startswith("ridge-v"), trained
 

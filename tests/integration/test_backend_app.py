@@ -7,63 +7,9 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from ml_backend.config import Config
-from ml_backend.dev.fakes import export_only_label_studio
-from ml_backend.dev.sample_dataset import make_sample_dataset
-from ml_backend.labelstudio.task_images import local_files_url
-from ml_backend.service.app import create_app
-from ml_backend.service.service import MOSService
-from tests.helpers import REPO
-
-NUMBER_CONFIG = (REPO / "label_config" / "number_0_100.xml").read_text()
-RATING_CONFIG = (REPO / "label_config" / "rating_1_5.xml").read_text()
-PROJECT = 5
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
-    root = tmp_path_factory.mktemp("files")
-    rows = make_sample_dataset(root / "sample", scenes=1)
-    tasks = [
-        {"id": i + 1, "data": {"image": local_files_url(root / "sample" / row.name, root),
-                               "image_name": row.name}, "annotations": []}
-        for i, row in enumerate(rows)
-    ]
-    return root, tasks
-
-
-def rate(task: dict[str, Any], value: float, key: str = "number", name: str = "mos") -> dict[str, Any]:
-    kind = "number" if key == "number" else "rating"
-    annotation = {"id": task["id"] * 10, "completed_by": 1, "was_cancelled": False,
-                  "result": [{"from_name": name, "to_name": "image", "type": kind, "value": {key: value}}]}
-    return {**task, "annotations": [annotation]}
-
-
-@pytest.fixture()
-def config(dataset, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Config:
-    root, _ = dataset
-    return Config(label_studio_url="http://ls.invalid", label_studio_api_key="token",
-                  document_root=root, state_dir=tmp_path / "state",
-                  cache_dir=tmp_path_factory.getbasetemp() / "features")
-
-
-def make_app(config: Config, tasks: list[dict[str, Any]], label_config: str = NUMBER_CONFIG):
-    service = MOSService(config, client_factory=export_only_label_studio(tasks, label_config))
-    return create_app(config, service), service
-
-
-def setup_body(label_config: str = NUMBER_CONFIG, extra: Any = None) -> dict[str, Any]:
-    return {"project": f"{PROJECT}.1700000000", "schema": label_config, "hostname": "http://localhost:8080",
-            "access_token": "abc", "extra_params": extra}
-
-
-def predict_body(tasks: list[dict[str, Any]], label_config: str = NUMBER_CONFIG) -> dict[str, Any]:
-    return {"project": f"{PROJECT}.1700000000", "label_config": label_config, "tasks": tasks}
+from tests.helpers import NUMBER_CONFIG, PROJECT, RATING_CONFIG, make_app, predict_body, rate, setup_body
 
 
 def test_untrained_backend_answers_without_predictions(config, dataset) -> None:
@@ -157,6 +103,22 @@ def test_malformed_requests_get_400(config, dataset) -> None:
     assert client.post("/setup", json={"schema": NUMBER_CONFIG}).status_code == 400
     assert client.post("/setup", json=setup_body("<View><Image name='i' value='$i'/></View>")).status_code == 400
     assert client.get("/health").status_code == 200
+
+
+def test_every_answer_is_json_even_for_bugs_and_unknown_paths(config, dataset, monkeypatch) -> None:
+    _, tasks = dataset
+    app, service = make_app(config, [rate(t, 60) for t in tasks[:3]])
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    service.train(PROJECT)
+    hostile = [{"id": 1, "data": "not an object"}, {"id": 2, "data": {"image": ["a", "list"]}}, {"id": 3}]
+    answered = client.post("/predict", json=predict_body(hostile))
+    assert answered.status_code == 200 and [r["result"] for r in answered.json["results"]] == [[], [], []]
+    missing = client.get("/no-such-endpoint")
+    assert missing.status_code == 404 and missing.is_json
+    monkeypatch.setattr(service, "status", lambda: 1 / 0)
+    broken = client.get("/status")
+    assert broken.status_code == 500 and broken.is_json and "ZeroDivisionError" in broken.json["error"]
 
 
 def test_basic_auth(config, dataset) -> None:

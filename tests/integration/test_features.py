@@ -178,7 +178,7 @@ def test_extract_one_remembers_files_and_sees_changes(tmp_path, backbone, counte
     paths = make_folder(tmp_path / "imgs")
     reads: list[Path] = []
     read = features_module.read_image_bytes
-    monkeypatch.setattr(features_module, "read_image_bytes", lambda p: reads.append(p) or read(p))
+    monkeypatch.setattr(features_module, "read_image_bytes", lambda p, *limit: reads.append(p) or read(p, *limit))
     extractor = FeatureExtractor(backbone, cache_dir=tmp_path / "cache")
     first = extractor.extract_one(paths["a.png"])
     again = extractor.extract_one(paths["a.png"])

@@ -147,6 +147,10 @@ def test_read_finds_this_tags_value_and_ignores_others() -> None:
         (config('<Number name="n" toName="image" step="0"/>'), "step must be positive"),
         (config('<Number name="n" toName="image" min="5" max="1"/>'), "below min"),
         (config('<Number name="n" toName="image" max="lots"/>'), "max='lots' is not a number"),
+        (config('<Number name="n" toName="image" max="1e308"/>'), "max='1e308' is not a finite number"),
+        (config('<Number name="n" toName="image" min="-inf"/>'), "min='-inf' is not a finite number"),
+        (config('<Number name="n" toName="image" step="1e-300"/>'), "step must be at least"),
+        (config('<Rating name="r" toName="image" maxRating="1e300"/>'), "maxrating='1e300' is not a finite"),
     ],
 )
 def test_unusable_configs_raise_one_line_label_config_errors(xml: str, message: str) -> None:

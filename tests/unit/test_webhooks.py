@@ -56,6 +56,8 @@ def test_malformed_payloads_are_rejected(payload, message: str) -> None:
 
 @pytest.mark.parametrize("value, expected", [
     ({"id": 4}, 4), (4, 4), ("4.1700000000", 4), ("12", 12), (None, None), (True, None), ("abc", None),
+    ("\u0663", None), ("\u0663.1700000000", None), ("1\u0663", None), (0, None), (-3, None), (2**64, None),
+    ("9" * 40, None), (4.0, None),
 ])
 def test_project_id_forms(value, expected) -> None:
     assert parse_project_id(value) == expected

@@ -1,0 +1,63 @@
+"""The seed on real images against an in-memory Label Studio: what is imported, skipped, reported."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ml_backend.config import Config
+from ml_backend.dev.fakes import RecordingLabelStudio
+from ml_backend.dev.local_stack import free_port
+from ml_backend.dev.sample_dataset import make_sample_dataset
+from ml_backend.errors import ConfigError, SeedError
+from ml_backend.labelstudio.seeding import SeedOptions, seed_project, selector_params
+from tests.helpers import run_command
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    images = tmp_path / "root" / "photos"
+    make_sample_dataset(images, scenes=1)
+    return images
+
+
+def options(folder: Path, tmp_path: Path, **kwargs) -> SeedOptions:
+    return SeedOptions(folder=folder, document_root=folder.parent, features=Config(cache_dir=tmp_path / "cache"),
+                       selector_params=selector_params("ted", 4), progress=False, **kwargs)
+
+
+def test_a_link_out_of_the_folder_is_skipped_and_duplicates_are_reported(folder: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.png"
+    shutil.copy(folder / "img1.png", outside)
+    (folder / "escape.png").symlink_to(outside)
+    shutil.copy(folder / "img2.jpg", folder / "copy-of-img2.jpg")
+    client = RecordingLabelStudio()
+    report = seed_project(client, options(folder, tmp_path))
+    assert report.skipped["escape.png"] == "links outside the image folder (Label Studio would not serve it)"
+    assert report.n_imported == 14  # 13 sample images + the copy; the link is not imported
+    assert [sorted(group) for group in report.duplicates] == [["copy-of-img2.jpg", "img2.jpg"]]
+    imported = [task["image_name"] for task in client.projects[report.project_id]["tasks"]]
+    assert "escape.png" not in imported and len(imported) == 14
+
+
+def test_nothing_is_written_to_label_studio_when_a_check_fails(folder: Path, tmp_path: Path) -> None:
+    client = RecordingLabelStudio()
+    with pytest.raises(ConfigError, match="n_select must be a positive integer, got 0"):
+        seed_project(client, SeedOptions(folder=folder, document_root=folder.parent, selector_params={"n_select": 0},
+                                         features=Config(cache_dir=tmp_path / "cache"), progress=False))
+    with pytest.raises(SeedError, match="must be strictly inside"):
+        seed_project(client, SeedOptions(folder=folder, document_root=folder))
+    assert client.writes == []
+
+
+def test_cli_refuses_zero_representatives_and_a_missing_output_folder(folder: Path, tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    seeded = run_command("seed", str(folder), "--document-root", str(folder.parent), "-n", "0", "--url", down,
+                         "--api-key", "x")
+    assert seeded.returncode == 1 and seeded.stderr.strip() == "error: n_select must be a positive integer, got 0"
+    exported = run_command("export", "--project-id", "1", "--out", str(tmp_path / "missing" / "MOS.csv"),
+                           "--url", down, "--api-key", "x")
+    assert exported.returncode == 1
+    assert exported.stderr.strip() == f"error: output folder {tmp_path / 'missing'} does not exist"
+    assert not (tmp_path / "missing").exists()
