@@ -44,7 +44,7 @@ def build_parser(config: Config) -> argparse.ArgumentParser:
         "folder, predict the rest. Every setting is an environment variable (`mos-annotator settings`).",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (_serve, _seed, _export, _evaluate, _sample, _settings, _quickstart, _benchmark):
+    for add in (_serve, _seed, _export, _evaluate, _train_prior, _sample, _settings, _quickstart, _benchmark):
         add(commands, config)
     return parser
 
@@ -240,22 +240,27 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
     parser.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default %(default)s)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100, 200],
                         help="numbers of labelled images (default %(default)s)")
-    parser.add_argument("--selectors", nargs="+", choices=SELECTORS.names(),
-                        default=list(dict.fromkeys(["random", "kmeans", config.selector])),
-                        help="selectors to compare (default %(default)s)")
-    parser.add_argument("--predictors", nargs="+", default=list(dict.fromkeys([config.predictor, "knn"])),
-                        help=f"names ({', '.join(PREDICTORS.names())}) optionally with parameters, e.g. "
-                        "similarity:metric=ssim,n_neighbors=3 (default: the configured predictor "
-                        "MOS_PREDICTOR and the original KNN)")
+    parser.add_argument("--selectors", nargs="+", choices=SELECTORS.names(), default=[config.selector],
+                        help="selectors (default: the product's, MOS_SELECTOR: %(default)s); more than "
+                        "one compares them")
+    parser.add_argument("--predictors", nargs="+", default=[config.predictor],
+                        help=f"predictors ({', '.join(PREDICTORS.names())}), optionally with parameters, e.g. "
+                        "similarity:metric=ssim,n_neighbors=3 (default: the product's, MOS_PREDICTOR: "
+                        "%(default)s). Rows of the default selector + predictor are marked default, and "
+                        "every other configuration is paired with them (difference and standard error)")
     parser.add_argument("--labels", nargs="+", default=["oracle"], choices=LABEL_MODES,
                         help="oracle: the MOS; single: one simulated rater, mos + N(0, mos_std)")
     parser.add_argument("--strategies", nargs="+", default=["upfront"], choices=STRATEGIES,
                         help="upfront: the whole budget from the selector; active: half, then the least "
                         "confident images in 4 rounds")
     parser.add_argument("--seeds", type=int, default=5, help="repetitions with different seeds (default %(default)s)")
-    parser.add_argument("--subsample", type=float, default=1.0, metavar="FRACTION",
-                        help="each seed replays on its own random FRACTION of the images (e.g. 0.8), so that "
-                        "deterministic selectors (ted, kcenter) vary too (default 1: all)")
+    pools = parser.add_mutually_exclusive_group()
+    pools.add_argument("--subsample", type=float, default=1.0, metavar="FRACTION",
+                       help="each seed replays on its own random FRACTION of the images (e.g. 0.8), so that "
+                       "deterministic selectors (ted, kcenter) vary too (default 1: all)")
+    pools.add_argument("--pool", type=int, metavar="N",
+                       help="each seed replays on its own random pool of N images (the protocol for choosing "
+                       "methods: e.g. 10 seeds of 400 images)")
     parser.add_argument("--scale", type=float, nargs=2, default=[0.0, 100.0], metavar=("MIN", "MAX"),
                         help="labelling scale for simulated raters (default 0 100)")
     _feature_options(parser, config)
@@ -268,8 +273,10 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     from .evaluation.report import write_report
     from .features.extractor import FeatureExtractor
 
+    default = (config.selector, config.predictor)
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
-                strategies=args.strategies, seeds=args.seeds, subsample=args.subsample).check()
+                strategies=args.strategies, seeds=args.seeds, subsample=args.subsample, pool=args.pool,
+                default=default).check()
     dataset = load_dataset(args.dataset, tuple(args.scale), args.labels_csv)
     features = FeatureExtractor.from_config(_with_features(config, args)).extract(dataset.paths)
     for path, reason in features.failed.items():
@@ -279,14 +286,50 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     started = time.perf_counter()
     trials = run_grid(features.features, dataset, grid, progress=lambda items: tqdm(items, desc="trials"))
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
-             "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample,
+             "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "pool": args.pool,
+             "default": {"selector": default[0], "predictor": default[1]},
              "command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started, 1)}
-    subsampled = f" (each on its own random {args.subsample:.0%} of the images)" if args.subsample < 1 else ""
+    subsampled = (f" (each on its own random pool of {args.pool} images)" if args.pool
+                  else f" (each on its own random {args.subsample:.0%} of the images)" if args.subsample < 1 else "")
     description = (f"Dataset `{args.dataset}` ({len(dataset.paths)} images), backbone `{args.backbone}`, "
                    f"{args.seeds} seeds{subsampled}; mean ± std over seeds; metrics on the images not labelled.")
     title = f"{args.dataset.name}: {len(dataset.paths)} images{subsampled}, {args.backbone}"
-    print(write_report(args.out, trials, setup, title, description))
+    print(write_report(args.out, trials, setup, title, description, default))
     print(f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'srcc.png'}")
+    return 0
+
+
+# --- train-prior -----------------------------------------------------------------------------
+def _train_prior(commands: argparse._SubParsersAction, config: Config) -> None:
+    parser = _command(
+        commands, "train-prior", "fit a quality prior (a ridge on the features) to a rated dataset",
+        "Fit a ridge regression of the MOS on the CNN features of every image of DATASET (labels.csv: "
+        "image,mos) and save it as a quality prior file: the ridge predictor's `prior` parameter takes "
+        "its path, so that a few labels of a new folder recalibrate what this dataset taught it.",
+        run_train_prior)
+    parser.add_argument("dataset", type=Path, help="folder with labels.csv and the images it names")
+    parser.add_argument("--labels-csv", default="labels.csv", help="labels file inside DATASET (default %(default)s)")
+    parser.add_argument("--out", type=Path, required=True, help="the prior file to write (.npz)")
+    _feature_options(parser, config)
+
+
+def run_train_prior(args: argparse.Namespace, config: Config) -> int:
+    from .evaluation.replay import load_dataset
+    from .features.extractor import FeatureExtractor
+    from .prediction.prior import fit_prior
+
+    if not args.out.parent.is_dir():
+        raise UserError(f"output folder {args.out.parent} does not exist")
+    dataset = load_dataset(args.dataset, labels=args.labels_csv)
+    extractor = FeatureExtractor.from_config(_with_features(config, args))
+    features = extractor.extract(dataset.paths)
+    position = {p: i for i, p in enumerate(dataset.paths)}
+    mos = dataset.mos[[position[p] for p in features.paths]]
+    prior = fit_prior(features.features, mos, extractor.namespace,
+                      f"{args.dataset.name}/{Path(args.labels_csv).name}: {len(mos)} images")
+    prior.save(args.out)
+    print(f"wrote {args.out}: a prior from {len(mos)} images ({len(features.failed)} unreadable), "
+          f"features {extractor.namespace}")
     return 0
 
 

@@ -76,6 +76,12 @@ class Config:
         "ridge", "MOS_PREDICTOR",
         "Predictor used by the backend: ridge, knn or similarity (per project: extra_params "
         "`predictor`).")
+    prior: str = setting(
+        "auto", "MOS_PRIOR",
+        "Quality prior of the ridge predictor: auto (the bundled one, learnt from BIQ2021 photos, when "
+        "the features are the default backbone's), none, or a file from `mos-annotator train-prior`. "
+        "The project's own labels recalibrate it (per project: extra_params `prior`).",
+        ("predictor", "ridge", "prior"))
     knn_k: int = setting(5, "MOS_KNN_K", "KNN neighbours (per project: extra_params `n_neighbors`).",
                          ("predictor", "knn", "n_neighbors"))
     knn_weights: str = setting("distance", "MOS_KNN_WEIGHTS",

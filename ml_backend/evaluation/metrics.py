@@ -63,8 +63,35 @@ def rmse(predicted: np.ndarray, mos: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(predicted) - np.asarray(mos)) ** 2)))
 
 
-def all_metrics(predicted: np.ndarray, mos: np.ndarray) -> dict[str, float]:
+#: The three quality classes of the class metrics, by the dataset's MOS terciles.
+CLASSES = ("bad", "normal", "good")
+
+
+def terciles(mos: np.ndarray) -> tuple[float, float]:
+    """The MOS values splitting a dataset into thirds: bad / normal / good."""
+    low, high = np.quantile(mos, [1 / 3, 2 / 3])
+    return float(low), float(high)
+
+
+def class_metrics(predicted: np.ndarray, mos: np.ndarray, thresholds: tuple[float, float]) -> dict[str, float]:
+    """Macro F1 of bad / normal / good (predicted and true MOS cut at the same ``thresholds``),
+    and the RMSE within each true class: MOS piles up in the middle, so a model that predicts
+    the mean looks fine on the overall RMSE and fails at both ends."""
+    from sklearn.metrics import f1_score
+
+    truth, guess = np.digitize(mos, thresholds), np.digitize(predicted, thresholds)
+    scores = {"f1_3class": float(f1_score(truth, guess, labels=[0, 1, 2], average="macro", zero_division=0))}
+    for index, name in enumerate(CLASSES):
+        members = truth == index
+        scores[f"rmse_{name}"] = rmse(predicted[members], mos[members]) if members.any() else 0.0
+    return scores
+
+
+def all_metrics(predicted: np.ndarray, mos: np.ndarray,
+                thresholds: tuple[float, float] | None = None) -> dict[str, float]:
+    """Every registered metric, plus the class metrics when the dataset's ``thresholds`` are given."""
+    extra = class_metrics(np.asarray(predicted), np.asarray(mos), thresholds) if thresholds else {}
     if len(mos) < 3 or np.ptp(predicted) == 0:
         # Correlations are undefined for constant predictions; report them as 0 (no agreement).
-        return {name: (rmse(predicted, mos) if name == "rmse" else 0.0) for name in METRICS.names()}
-    return {name: METRICS.get(name)(predicted, mos) for name in METRICS.names()}
+        return {**{name: (rmse(predicted, mos) if name == "rmse" else 0.0) for name in METRICS.names()}, **extra}
+    return {**{name: METRICS.get(name)(predicted, mos) for name in METRICS.names()}, **extra}

@@ -21,7 +21,7 @@ from ..errors import ConfigError, DatasetError
 from ..prediction import PREDICTORS
 from ..selection import SELECTORS
 from . import LABEL_MODES, STRATEGIES
-from .metrics import all_metrics, srcc
+from .metrics import all_metrics, srcc, terciles
 
 
 @dataclass
@@ -179,7 +179,7 @@ def run_trial(
     predicted, confidence = _fit_predict(name, params, dataset, X, y, labelled, rest)
     truth = dataset.mos[rest]
     return Trial(selector, predictor, labels, strategy, len(labelled), seed,
-                 all_metrics(predicted, truth), srcc(confidence, np.abs(predicted - truth)))
+                 all_metrics(predicted, truth, terciles(dataset.mos)), srcc(confidence, np.abs(predicted - truth)))
 
 
 @dataclass(frozen=True)
@@ -193,11 +193,17 @@ class Grid:
     strategies: Sequence[str] = ("upfront",)
     seeds: int = 5
     subsample: float = 1.0
+    #: Each seed's own random pool of this many images (instead of ``subsample``).
+    pool: int | None = None
+    #: The product's default (selector, predictor): rows marked default, and what others are paired with.
+    default: tuple[str, str] | None = None
 
     def check(self) -> Grid:
         """Every name and value is usable; fails before any work."""
         if not 0.0 < self.subsample <= 1.0:
             raise ConfigError(f"--subsample must be in (0, 1], got {self.subsample}")
+        if self.pool is not None and self.pool < 2:
+            raise ConfigError(f"--pool must be at least 2 images, got {self.pool}")
         for name in self.selectors:
             SELECTORS.get(name)
         for spec in self.predictors:
@@ -218,12 +224,15 @@ def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
     Each seed's images are cut once rather than per trial; without ``subsample`` all of them, uncopied.
     """
     grid.check()
+    fraction = grid.subsample if grid.pool is None else grid.pool / len(dataset.paths)
+    if fraction > 1.0:
+        raise ConfigError(f"--pool {grid.pool} is larger than the dataset ({len(dataset.paths)} images)")
     replays = {}
     for seed in range(grid.seeds):
-        if grid.subsample >= 1.0:
+        if fraction >= 1.0:
             replays[seed] = (X, dataset)
         else:
-            keep = subsample_rows(len(dataset.paths), grid.subsample, seed)
+            keep = subsample_rows(len(dataset.paths), fraction, seed)
             replays[seed] = (X[keep], dataset.subset(keep))
     combos = [(labels, strategy, selector, predictor, budget, seed)
               for labels in grid.labels for strategy in grid.strategies for selector in grid.selectors

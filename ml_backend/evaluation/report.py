@@ -11,18 +11,21 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from .metrics import CLASSES
 from .replay import Trial
 
 
-def summarise(trials: Iterable[Trial]) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds, per configuration and budget."""
+def summarise(trials: Iterable[Trial], default: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """Mean and standard deviation over seeds, per configuration and budget; ``default`` (selector,
+    predictor) marks the product's default configuration's rows."""
     groups: dict[tuple, list[Trial]] = defaultdict(list)
     for trial in trials:
         groups[(*trial.config, trial.budget)].append(trial)
     rows = []
     for (selector, predictor, labels, strategy, budget), group in sorted(groups.items()):
         row: dict[str, Any] = {"selector": selector, "predictor": predictor, "labels": labels,
-                               "strategy": strategy, "budget": budget, "seeds": len(group)}
+                               "strategy": strategy, "budget": budget, "seeds": len(group),
+                               "default": (selector, predictor) == default}
         names = list(group[0].metrics) + ["confidence_srcc"]
         for name in names:
             values = np.array([t.confidence_srcc if name == "confidence_srcc" else t.metrics[name] for t in group])
@@ -34,17 +37,56 @@ def summarise(trials: Iterable[Trial]) -> list[dict[str, Any]]:
 
 def markdown_table(summary: list[dict[str, Any]]) -> str:
     header = ("| labels | selector | predictor | strategy | budget | SRCC | PLCC | PLCC raw | KRCC | RMSE "
-              "| SRCC(conf, \\|err\\|) |")
-    lines = [header, "|" + "---|" * 11]
+              "| F1 (3 classes) | RMSE bad / normal / good | SRCC(conf, \\|err\\|) | default |")
+    lines = [header, "|" + "---|" * 14]
     for r in summary:
         def cell(name: str, r: dict[str, Any] = r) -> str:
-            return f"{r[name]:.3f} ± {r[name + '_std']:.3f}"
+            return f"{r[name]:.3f} ± {r[name + '_std']:.3f}" if name in r else "—"
 
+        by_class = " / ".join(f"{r[f'rmse_{c}']:.1f}" for c in CLASSES) if "rmse_bad" in r else "—"
         lines.append(
             f"| {r['labels']} | {r['selector']} | {r['predictor']} | {r['strategy']} | {r['budget']} | "
             f"{cell('srcc')} | {cell('plcc')} | {cell('plcc_raw')} | {cell('krcc')} | "
-            f"{r['rmse']:.2f} ± {r['rmse_std']:.2f} | {cell('confidence_srcc')} |"
+            f"{r['rmse']:.2f} ± {r['rmse_std']:.2f} | {cell('f1_3class')} | {by_class} | "
+            f"{cell('confidence_srcc')} | {'yes' if r.get('default') else ''} |"
         )
+    return "\n".join(lines)
+
+
+def paired(trials: Iterable[Trial], default: tuple[str, str], metric: str = "srcc") -> list[dict[str, Any]]:
+    """Each configuration against the default on the same seeds (same pool, same labels): the
+    mean paired difference of ``metric``, its standard error, and whether it is a gain or a loss
+    (beyond two standard errors) or neither."""
+    trials = list(trials)
+    base = {(t.labels, t.strategy, t.budget, t.seed): t for t in trials if (t.selector, t.predictor) == default}
+    diffs: dict[tuple, list[float]] = defaultdict(list)
+    for t in trials:
+        reference = base.get((t.labels, t.strategy, t.budget, t.seed))
+        if (t.selector, t.predictor) != default and reference is not None:
+            diffs[(t.selector, t.predictor, t.labels, t.strategy, t.budget)].append(
+                t.metrics[metric] - reference.metrics[metric])
+    rows = []
+    for (selector, predictor, labels, strategy, budget), values in sorted(diffs.items()):
+        mean = float(np.mean(values))
+        se = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+        if se is None:
+            verdict = "one seed: no verdict"
+        else:
+            verdict = "gain" if mean > 2 * se else "loss" if mean < -2 * se else "within 2 SE"
+        rows.append({"selector": selector, "predictor": predictor, "labels": labels, "strategy": strategy,
+                     "budget": budget, "metric": metric, "seeds": len(values), "difference": mean, "se": se,
+                     "verdict": verdict})
+    return rows
+
+
+def markdown_paired(rows: list[dict[str, Any]], default: tuple[str, str]) -> str:
+    lines = [f"Paired against the default ({default[0]} + {default[1]}), same seeds and pools:", "",
+             "| labels | selector | predictor | strategy | budget | seeds | ΔSRCC | SE | verdict |",
+             "|" + "---|" * 9]
+    for r in rows:
+        se = "—" if r["se"] is None else f"{r['se']:.3f}"
+        lines.append(f"| {r['labels']} | {r['selector']} | {r['predictor']} | {r['strategy']} | {r['budget']} | "
+                     f"{r['seeds']} | {r['difference']:+.3f} | {se} | {r['verdict']} |")
     return "\n".join(lines)
 
 
@@ -53,7 +95,8 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
 
     Colour = predictor and selector, line = labels (solid oracle, dashed one noisy rater),
     marker = strategy (circle up front, square active), so dozens of lines stay tellable apart;
-    the legend sits outside the axes where it hides no line."""
+    the default configuration's lines are thick; the legend sits outside the axes where it hides
+    no line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,8 +114,10 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
         means = np.array([r["srcc"] for r in rows])
         spread = np.array([r["srcc_std"] for r in rows])
         colour = colours(models.index(key[:2]) % colours.N)
-        ax.plot(budgets, means, "--" if key[2] == "single" else "-",
-                marker="s" if key[3] == "active" else "o", color=colour, label=" / ".join(key))
+        default = rows[0].get("default", False)
+        ax.plot(budgets, means, "--" if key[2] == "single" else "-", linewidth=2.6 if default else 1.4,
+                marker="s" if key[3] == "active" else "o", color=colour,
+                label=" / ".join(key) + (" (default)" if default else ""))
         ax.fill_between(budgets, means - spread, means + spread, color=colour, alpha=0.06)
     ax.set_xlabel("labelled images (budget)")
     ax.set_ylabel("SRCC with human MOS on the unlabelled images")
@@ -90,14 +135,20 @@ def trials_as_dicts(trials: Iterable[Trial]) -> list[dict[str, Any]]:
     return [asdict(t) for t in trials]
 
 
-def write_report(out: Path, trials: list[Trial], setup: dict[str, Any], title: str, description: str) -> str:
-    """``results.json``, ``results.md`` and ``srcc.png`` in ``out``; returns the markdown table."""
-    summary = summarise(trials)
+def write_report(out: Path, trials: list[Trial], setup: dict[str, Any], title: str, description: str,
+                 default: tuple[str, str] | None = None) -> str:
+    """``results.json``, ``results.md`` and ``srcc.png`` in ``out``; returns the markdown tables
+    (the paired comparison with the default too, when there is something to compare)."""
+    summary = summarise(trials, default)
+    comparison = paired(trials, default) if default else []
     table = markdown_table(summary)
+    if comparison:
+        table += "\n\n" + markdown_paired(comparison, default)  # type: ignore[arg-type]
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(
-            {"setup": setup, "summary": summary, "trials": trials_as_dicts(trials)}, indent=1))
+            {"setup": setup, "summary": summary, "paired": comparison, "trials": trials_as_dicts(trials)},
+            indent=1))
         (out / "results.md").write_text(f"{description}\n\n{table}\n")
     except OSError as exc:
         raise UserError(f"cannot write the results to {out}: {exc.strerror or exc}") from None

@@ -8,11 +8,17 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..config import DEFAULTS
 from ..errors import ConfigError
 from ..registry import check_int
 from .base import Images
 from .knn import KNNPredictor
+from .prior import resolve_prior
 from .ridge_solvers import NormalMatrix, best_alpha, dual_solve, gram_eigen
+
+PRIOR_MODES = ("mean", "feature")
+#: Copies of the prior's prediction appended as features in ``prior_mode="feature"``.
+PRIOR_REPEATS = 121
 
 
 class RidgePredictor(RegressorMixin, BaseEstimator):
@@ -28,20 +34,44 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
     With more labels than feature dimensions that solve needs the d x d normal matrix; a fit
     given a previous fit's ``normal_matrix_`` updates it with the rows that changed instead of
     recomputing it, which is what keeps a retrain after one more label fast.
+
+    ``prior`` (see ``prior.resolve_prior``; default ``MOS_PRIOR``) brings what another rated
+    dataset taught: as a weighted feature (``prior_mode="feature"``, what measured best on both
+    dev sets: docs/experiments.md), or as the mean the ridge shrinks towards (``"mean"``: the
+    labels fit ``a + b * prior`` and the ridge learns the rest). Either way the project's own
+    labels decide how much it counts.
     """
 
     normal_matrix_: NormalMatrix | None = None
 
-    def __init__(self, alphas: tuple[float, ...] = tuple(np.logspace(-1, 6, 36)), max_exact: int = 1000) -> None:
+    def __init__(self, alphas: tuple[float, ...] = tuple(np.logspace(-1, 6, 36)), max_exact: int = 1000,
+                 prior: str = DEFAULTS.prior, prior_mode: str = "feature") -> None:
         self.alphas = alphas
         self.max_exact = max_exact
+        self.prior = prior
+        self.prior_mode = prior_mode
 
     def check_params(self) -> RidgePredictor:
         alphas = np.asarray(self.alphas, dtype=float).ravel()
         if alphas.size == 0 or np.any(alphas <= 0):
             raise ConfigError(f"alphas must be positive numbers, got {self.alphas!r}")
         check_int("max_exact", self.max_exact, 3)
+        if self.prior_mode not in PRIOR_MODES:
+            raise ConfigError(f"prior_mode must be one of {', '.join(PRIOR_MODES)}, got {self.prior_mode!r}")
+        resolve_prior(self.prior)  # a missing or broken file fails here
         return self
+
+    def _with_prior(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``X`` as the regression sees it, and the prior's prediction (None without a prior).
+        As a feature, the prior is appended ``PRIOR_REPEATS`` times: weight sqrt(k) after the
+        per-column standardisation, as the sharpness value is weighted."""
+        prior = resolve_prior(self.prior, X.shape[1])
+        if prior is None:
+            return X, None
+        p = prior.predict(X)
+        if self.prior_mode == "feature":
+            X = np.hstack([X, np.repeat(p[:, None].astype(X.dtype), PRIOR_REPEATS, axis=1)])
+        return X, p
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
             row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None) -> RidgePredictor:
@@ -57,6 +87,13 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         if len(ids) != len(y):
             raise ConfigError(f"fit got {len(y)} feature rows but {len(ids)} row_ids")
         self.n_labels_ = len(y)
+        self.label_mean_ = float(y.mean())
+        self.y_range_ = float(np.ptp(y))
+        X, prior = self._with_prior(X)
+        self.prior_scale_, self.prior_offset_ = 0.0, 0.0
+        if prior is not None and self.prior_mode == "mean":
+            self.prior_scale_, self.prior_offset_ = _calibrate(prior, y)
+            y = y - (self.prior_offset_ + self.prior_scale_ * prior)  # ridge learns what the prior misses
         self.neighbours_ = KNNPredictor().fit(X, y)  # for the confidence only
         self.scaler_ = self.neighbours_.scaler_  # the same standardisation: computed once
         self.y_mean_ = float(y.mean())
@@ -84,13 +121,19 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
                 self.normal_matrix_ = normal
                 rhs = (X.T @ yc.astype(X.dtype)).astype(float) / self.scaler_.scale_  # Xs^T yc
                 self.coef_ = normal.solve(self.scaler_.mean_, self.scaler_.scale_, rhs, self.alpha_)
-        self.y_range_ = float(np.ptp(y))
         return self
 
-    def predict(self, X: np.ndarray, *, images: Images = None) -> np.ndarray:
+    def _offset(self, prior: np.ndarray | None) -> np.ndarray | float:
+        return 0.0 if prior is None else self.prior_offset_ + self.prior_scale_ * prior
+
+    def _predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions, and ``X`` as the regression sees it."""
         check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False)
-        return self.scaler_.transform(X) @ self.coef_ + self.y_mean_
+        X, prior = self._with_prior(validate_data(self, X, reset=False))
+        return self.scaler_.transform(X) @ self.coef_ + self.y_mean_ + self._offset(prior), X
+
+    def predict(self, X: np.ndarray, *, images: Images = None) -> np.ndarray:
+        return self._predict(X)[0]
 
     def predict_with_confidence(self, X: np.ndarray, *, images: Images = None) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and a confidence in [0, 1]; low = worth labelling next.
@@ -101,13 +144,20 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         ridge pulls the images it knows least about towards the mean rating. Each alone ranked
         the errors a little, together slightly better. It is a weak signal: docs/evaluation.md.
         """
-        check_is_fitted(self, "coef_")
-        X = validate_data(self, X, reset=False)
-        predictions = self.scaler_.transform(X) @ self.coef_ + self.y_mean_
+        predictions, X = self._predict(X)
         _, neighbours = self.neighbours_.predict_with_confidence(X)
         half_range = self.y_range_ / 2
         decisiveness = (
-            np.clip(np.abs(predictions - self.y_mean_) / half_range, 0.0, 1.0)
+            np.clip(np.abs(predictions - self.label_mean_) / half_range, 0.0, 1.0)
             if half_range > 0 else np.zeros(len(predictions))
         )
         return predictions, (neighbours + decisiveness) / 2
+
+
+def _calibrate(prior: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(scale, offset) mapping the prior onto the labels' scale by least squares; no prior (0, 0)
+    below 3 labels or when the labels do not rise with it."""
+    if len(y) < 3 or np.ptp(prior) == 0:
+        return 0.0, 0.0
+    scale, offset = np.polyfit(prior, y, 1)
+    return (float(scale), float(offset)) if scale > 0 else (0.0, 0.0)

@@ -121,3 +121,15 @@ def test_lite0_version_names_the_weights(lite0, tmp_path):
     torch.save(state, changed)
     other = get_backbone("efficientnet_lite0", {"weights_path": str(changed)})
     assert other.version != lite0.version
+
+
+def test_the_bundled_prior_fits_the_default_features(lite0):
+    """The shipped prior must be retrained whenever the default features change."""
+    from ml_backend.features.extractor import FeatureExtractor
+    from ml_backend.prediction.prior import resolve_prior
+
+    prior = resolve_prior("auto", lite0.dim)
+    assert prior is not None and len(prior.coef) == lite0.dim
+    assert prior.features == FeatureExtractor(lite0).namespace
+    assert resolve_prior("auto", 7680) is None  # resnet50 features: no prior, not an error
+    assert resolve_prior("none") is None

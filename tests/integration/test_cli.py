@@ -11,7 +11,8 @@ import pytest
 from ml_backend.dev.local_stack import free_port
 from tests.helpers import REPO, run_command
 
-SUBCOMMANDS = ["serve", "seed", "export", "evaluate", "sample", "settings", "quickstart", "benchmark"]
+SUBCOMMANDS = ["serve", "seed", "export", "evaluate", "train-prior", "sample", "settings", "quickstart",
+               "benchmark"]
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -112,7 +113,7 @@ def test_the_built_package_works_outside_the_checkout(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("mos_annotator-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     configs = {f"ml_backend/labelstudio/configs/{name}" for name in ("number_0_100.xml", "rating_1_5.xml")}
-    assert configs <= set(names)
+    assert configs | {"ml_backend/prediction/priors/biq2021.npz"} <= set(names)
     assert not any(name.startswith(("tests/", "scripts/")) for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mos-annotator = ml_backend.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -145,3 +145,37 @@ def test_subsample_rows_are_a_seeded_sorted_subset_per_seed() -> None:
 def test_evaluate_command_rejects_a_bad_subsample(tmp_path: Path) -> None:
     result = run_command("evaluate", str(tmp_path), "--subsample", "1.5", timeout=120)
     assert result.returncode == 1 and "--subsample must be in (0, 1], got 1.5" in result.stderr
+
+
+def test_class_metrics_catch_a_model_that_predicts_the_middle() -> None:
+    from ml_backend.evaluation.metrics import class_metrics, terciles
+
+    mos = np.linspace(0, 100, 300)
+    thresholds = terciles(mos)
+    assert thresholds == pytest.approx((100 / 3, 200 / 3), abs=0.5)
+    perfect = class_metrics(mos, mos, thresholds)
+    assert perfect["f1_3class"] == pytest.approx(1.0) and perfect["rmse_bad"] == 0.0
+    middle = class_metrics(np.full_like(mos, 50.0), mos, thresholds)
+    assert middle["f1_3class"] < 0.2  # everything "normal": one class of three found, partly
+    assert middle["rmse_bad"] > 25 and middle["rmse_good"] > 25 and middle["rmse_normal"] < 10
+
+
+def test_default_rows_are_marked_and_others_paired_with_them() -> None:
+    from ml_backend.evaluation.replay import Grid, run_grid
+    from ml_backend.evaluation.report import paired
+
+    X, data = synthetic()
+    grid = Grid(budgets=[30], selectors=["random"], predictors=["ridge", "knn"], seeds=4, pool=100,
+                default=("random", "ridge"))
+    trials = run_grid(X, data, grid)
+    assert all(len(set(t.metrics) & {"f1_3class", "rmse_bad", "rmse_normal", "rmse_good"}) == 4 for t in trials)
+    summary = summarise(trials, grid.default)
+    assert {(r["predictor"], r["default"]) for r in summary} == {("ridge", True), ("knn", False)}
+    (row,) = paired(trials, grid.default)
+    by_seed = {(t.predictor, t.seed): t.metrics["srcc"] for t in trials}
+    diffs = [by_seed[("knn", s)] - by_seed[("ridge", s)] for s in range(4)]
+    assert row["difference"] == pytest.approx(np.mean(diffs))
+    assert row["se"] == pytest.approx(np.std(diffs, ddof=1) / 2)
+    assert row["verdict"] == "loss"  # knn trails ridge on a linear signal by far more than 2 SE
+    with pytest.raises(ValueError, match="--pool 500 is larger than the dataset"):
+        run_grid(X, data, Grid(budgets=[30], selectors=["random"], predictors=["ridge"], pool=500))

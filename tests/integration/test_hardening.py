@@ -309,7 +309,7 @@ def test_every_parameter_is_checked_at_setup(config: Config, dataset, extra: dic
     bad = client.post("/setup", json=setup_body(extra=extra))
     assert bad.status_code == 400 and message in bad.json["error"] and "\n" not in bad.json["error"]
     status = client.get("/status").json["projects"][str(PROJECT)]
-    assert (status["predictor"], status["predictor_params"]) == ("ridge", {})  # nothing was stored
+    assert (status["predictor"], status["predictor_params"]) == ("ridge", config.params_for("ridge"))  # unchanged
     assert client.post("/setup", json=setup_body()).json == before
 
 

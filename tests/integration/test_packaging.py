@@ -50,7 +50,8 @@ def test_config_from_env_and_errors() -> None:
     config = Config.from_env({"MOS_KNN_K": "7", "MOS_KNN_WEIGHTS": "uniform", "LABEL_STUDIO_URL": "http://h:1/",
                               "MOS_BACKBONE": "resnet50", "MOS_RESNET50_WEIGHTS": "/w.pth"})
     assert config.params_for("knn") == {"n_neighbors": 7, "weights": "uniform"}
-    assert config.params_for("ridge") == {} and config.params_for("similarity") == {}
+    assert config.params_for("ridge") == {"prior": "auto"} and config.params_for("similarity") == {}
+    assert Config.from_env({"MOS_PRIOR": "none"}).params_for("ridge") == {"prior": "none"}
     assert Config.from_env({"MOS_LPIPS_WEIGHTS": "/a.pth"}).params_for("similarity") == {"lpips_weights": "/a.pth"}
     assert config.label_studio_url == "http://h:1"
     assert config.backbone_params() == {"weights_path": "/w.pth"}

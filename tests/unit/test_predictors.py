@@ -228,3 +228,39 @@ def test_ridge_rebuilds_the_normal_matrix_when_most_rows_changed() -> None:
     np.testing.assert_allclose(model.coef_, sklearn_ridge(X2, y2, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="300 feature rows but 2 row_ids"):
         RidgePredictor().fit(X2, y2, row_ids=["a", "b"])
+
+
+def test_a_prior_from_another_dataset_helps_with_few_labels_on_another_scale(tmp_path) -> None:
+    from ml_backend.prediction.prior import fit_prior, load_prior
+
+    X_other, y_other = linear_data(400, d=60, seed=5)  # the same quality signal, rated 0-100
+    path = tmp_path / "prior.npz"
+    fit_prior(X_other, y_other, "test features", "linear_data seed 5").save(path)
+    prior = load_prior(str(path))
+    assert prior.trained_on == "linear_data seed 5" and prior.coef.shape == (60,)
+    X, y = linear_data(300, d=60, seed=6)
+    y = 1 + 4 * (y - y.min()) / np.ptp(y)  # a 1-5 star scale
+    errors = {}
+    for name, params in {"none": {"prior": "none"}, "mean": {"prior": str(path), "prior_mode": "mean"},
+                         "feature": {"prior": str(path)}}.items():
+        model = PREDICTORS.create("ridge", params).fit(X[:8], y[:8])
+        predictions, confidence = model.predict_with_confidence(X[8:])
+        assert np.all((confidence >= 0) & (confidence <= 1))
+        errors[name] = np.sqrt(np.mean((predictions - y[8:]) ** 2))
+    assert errors["mean"] < 0.5 * errors["none"] and errors["feature"] < errors["none"]
+
+
+def test_bad_prior_settings_are_refused(tmp_path) -> None:
+    from ml_backend.prediction.prior import fit_prior
+
+    with pytest.raises(ValueError, match="quality prior file not found"):
+        PREDICTORS.create("ridge", {"prior": str(tmp_path / "missing.npz")})
+    with pytest.raises(ValueError, match="prior_mode must be one of mean, feature"):
+        PREDICTORS.create("ridge", {"prior_mode": "both"})
+    (tmp_path / "garbage.npz").write_bytes(b"not a prior")
+    with pytest.raises(ValueError, match="cannot be used"):
+        PREDICTORS.create("ridge", {"prior": str(tmp_path / "garbage.npz")})
+    X, y = linear_data(50, d=20)
+    fit_prior(X, y, "20 features", "test").save(tmp_path / "narrow.npz")
+    with pytest.raises(ValueError, match="expects 20 features"):
+        PREDICTORS.create("ridge", {"prior": str(tmp_path / "narrow.npz")}).fit(*linear_data(30, d=60))
