@@ -219,6 +219,7 @@ def bench_retrain(tmp: Path, root: Path, cache: Path, urls: list[str], reps: int
     config = Config(label_studio_url="http://127.0.0.1:9", label_studio_api_key="unused", document_root=root,
                     state_dir=tmp / "retrain-state", cache_dir=cache)
     service = MOSService(config, client_factory=StandIn)
+    service.model(7)  # the project as Label Studio's /setup registers it
     rng = np.random.default_rng(0)
     for n in (50, 500, 5000):
         def tasks(n_labels: int) -> list[dict[str, Any]]:

@@ -33,11 +33,14 @@ class QualityPrior:
     trained_on: str
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """``((X - mean) / scale) @ coef + intercept`` as one product with ``X``'s own dtype: no
+        standardised copy of ``X`` (thousands of rows at every refit)."""
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != len(self.coef):
             raise ConfigError(f"the quality prior expects {len(self.coef)} features ({self.features}), got "
                               f"{X.shape[-1]}")
-        return ((X - self.mean) / self.scale) @ self.coef + self.intercept
+        weights = self.coef / self.scale
+        return (X @ weights.astype(X.dtype)).astype(np.float64) + (self.intercept - self.mean @ weights)
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as handle:  # a handle: savez would add ".npz" to another name

@@ -191,10 +191,10 @@ class MOSService:
         if access_token and not self.config.label_studio_api_key:
             self._tokens[state.project_id] = access_token
 
-    def _connection(self, project_id: int, state: ProjectState) -> tuple[str, str] | None:
+    def _connection(self, project_id: int, state: ProjectState) -> Connection | None:
         url = self.config.label_studio_url or state.label_studio_url
         key = self.config.label_studio_api_key or self._tokens.get(project_id, "")
-        return (url, key) if url and key else None
+        return Connection(url, key) if url and key else None
 
     def client(self, project_id: int) -> LabelStudioClient:
         model = self.model(project_id, create=False)
@@ -204,7 +204,7 @@ class MOSService:
                 f"project {project_id}: no Label Studio URL/token yet; set LABEL_STUDIO_URL and "
                 "LABEL_STUDIO_API_KEY, or wait for Label Studio's /setup call"
             )
-        return self._client_factory(*connection)
+        return self._client_factory(connection.url, connection.api_key)
 
     def _catch_up(self, project_id: int) -> None:
         """Once per project and process: a retrain that finds annotations made while the backend
