@@ -240,6 +240,18 @@ def bench_retrain(tmp: Path, root: Path, cache: Path, urls: list[str], reps: int
             f"fit part {statistics.median(fits):.0f} ms)")
 
 
+def bench_prior(n: int = 5000) -> None:
+    """The quality prior's step: its prediction for every labelled image at each refit."""
+    from ..prediction.prior import resolve_prior
+
+    prior = resolve_prior("auto")
+    assert prior is not None
+    X = np.random.default_rng(0).standard_normal((n, len(prior.coef)), dtype=np.float32)
+    seconds = statistics.median(timed(lambda: prior.predict(X))[0] for _ in range(5))
+    add("retrain", f"quality prior on {n:,} x {len(prior.coef)} features (median of 5)",
+        f"{seconds * 1000:.1f} ms ({seconds / n * 1e6:.2f} µs per image)")
+
+
 # --- 5. selection -------------------------------------------------------------------------
 def selection_child(name: str, n: int) -> None:
     """Runs in a subprocess so that its peak memory is its own."""
@@ -315,6 +327,7 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
         if "predict" not in skip:
             bench_predict(tmp, root, cache, urls, 100 if quick else 300)
         if "retrain" not in skip:
+            bench_prior()
             bench_retrain(tmp, root, cache, urls, reps)
         if "selection" not in skip:
             bench_selection([10_000, 100_000], {("dbscan", 100_000)} if quick else set(), timeout=600)
