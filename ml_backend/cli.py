@@ -13,12 +13,18 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, settings_table
 from .errors import UserError
 from .features import BACKBONES
 from .prediction import PREDICTORS
 from .selection import SELECTORS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .evaluation.replay import Dataset
 
 Handler = Callable[[argparse.Namespace, Config], int]
 
@@ -271,20 +277,14 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
 
     from .evaluation.replay import Grid, load_dataset, run_grid
     from .evaluation.report import write_report
-    from .features.extractor import FeatureExtractor
 
     default = (config.selector, config.predictor)
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
                 strategies=args.strategies, seeds=args.seeds, subsample=args.subsample, pool=args.pool,
                 default=default).check()
-    dataset = load_dataset(args.dataset, tuple(args.scale), args.labels_csv)
-    features = FeatureExtractor.from_config(_with_features(config, args)).extract(dataset.paths)
-    for path, reason in features.failed.items():
-        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
-    position = {p: i for i, p in enumerate(dataset.paths)}
-    dataset = dataset.subset([position[p] for p in features.paths])
+    dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
     started = time.perf_counter()
-    trials = run_grid(features.features, dataset, grid, progress=lambda items: tqdm(items, desc="trials"))
+    trials = run_grid(features, dataset, grid, progress=lambda items: tqdm(items, desc="trials"))
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
              "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "pool": args.pool,
              "default": {"selector": default[0], "predictor": default[1]},
@@ -315,22 +315,28 @@ def _train_prior(commands: argparse._SubParsersAction, config: Config) -> None:
 
 def run_train_prior(args: argparse.Namespace, config: Config) -> int:
     from .evaluation.replay import load_dataset
-    from .features.extractor import FeatureExtractor
     from .prediction.prior import fit_prior
 
     if not args.out.parent.is_dir():
         raise UserError(f"output folder {args.out.parent} does not exist")
-    dataset = load_dataset(args.dataset, labels=args.labels_csv)
+    dataset, features, namespace = _readable(load_dataset(args.dataset, labels=args.labels_csv), args, config)
+    prior = fit_prior(features, dataset.mos, namespace,
+                      f"{args.dataset.name}/{Path(args.labels_csv).name}: {len(dataset.mos)} images")
+    prior.save(args.out)
+    print(f"wrote {args.out}: a prior from {len(dataset.mos)} images, features {namespace}")
+    return 0
+
+
+def _readable(dataset: Dataset, args: argparse.Namespace, config: Config) -> tuple[Dataset, np.ndarray, str]:
+    """The dataset's images whose features could be extracted (each other one named on stderr),
+    their feature matrix, and the features' namespace."""
+    from .features.extractor import FeatureExtractor
+
     extractor = FeatureExtractor.from_config(_with_features(config, args))
     features = extractor.extract(dataset.paths)
-    position = {p: i for i, p in enumerate(dataset.paths)}
-    mos = dataset.mos[[position[p] for p in features.paths]]
-    prior = fit_prior(features.features, mos, extractor.namespace,
-                      f"{args.dataset.name}/{Path(args.labels_csv).name}: {len(mos)} images")
-    prior.save(args.out)
-    print(f"wrote {args.out}: a prior from {len(mos)} images ({len(features.failed)} unreadable), "
-          f"features {extractor.namespace}")
-    return 0
+    for path, reason in features.failed.items():
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    return dataset.restricted_to(features.paths), features.features, extractor.namespace
 
 
 # --- sample ----------------------------------------------------------------------------------

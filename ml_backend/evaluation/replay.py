@@ -32,6 +32,11 @@ class Dataset:
     mos_std: np.ndarray | None
     scale: tuple[float, float] = (0.0, 100.0)
 
+    def restricted_to(self, paths: Sequence[Path]) -> Dataset:
+        """The images among ``paths`` (e.g. those whose features could be extracted), in that order."""
+        position = {p: i for i, p in enumerate(self.paths)}
+        return self.subset([position[p] for p in paths])
+
     def subset(self, keep: Sequence[int]) -> Dataset:
         keep = list(keep)
         std = None if self.mos_std is None else self.mos_std[keep]

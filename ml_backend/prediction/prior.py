@@ -80,5 +80,5 @@ def fit_prior(X: np.ndarray, y: np.ndarray, features: str, trained_on: str) -> Q
     """A ridge fit on ``X``, ``y`` (penalty by leave-one-out, as the predictor chooses it)."""
     from .ridge import RidgePredictor
 
-    model = RidgePredictor().fit(X, y)
+    model = RidgePredictor(prior="none").fit(X, y)  # a prior of its own would be learnt into it
     return QualityPrior(model.scaler_.mean_, model.scaler_.scale_, model.coef_, model.y_mean_, features, trained_on)

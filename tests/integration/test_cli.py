@@ -133,3 +133,22 @@ def test_the_built_package_works_outside_the_checkout(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
     assert len(list((elsewhere / "data").glob("img*"))) == 13
     assert "number_0_100.xml" in result.stdout
+
+
+def test_train_prior_writes_a_prior_the_ridge_can_use(tmp_path: Path) -> None:
+    from ml_backend.dev.sample_dataset import make_sample_dataset
+    from ml_backend.prediction.prior import load_prior
+
+    make_sample_dataset(tmp_path / "data", scenes=2)
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    prior = tmp_path / "ladders.prior"  # any name: nothing is appended to it
+    trained = run_command("train-prior", str(tmp_path / "data"), "--labels-csv", "proxy_labels.csv", "--out",
+                          str(prior), *cache)
+    assert trained.returncode == 0, trained.stderr
+    loaded = load_prior(str(prior))
+    assert loaded.trained_on == "data/proxy_labels.csv: 26 images" and len(loaded.coef) > 4000
+    evaluated = run_command("evaluate", str(tmp_path / "data"), "--labels-csv", "proxy_labels.csv", "--out",
+                            str(tmp_path / "out"), "--budgets", "6", "--seeds", "2", "--selectors", "random",
+                            "--predictors", "ridge:prior=none", f"ridge:prior={prior}", *cache)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"ridge:prior={prior}" in (tmp_path / "out" / "results.md").read_text()
