@@ -135,12 +135,12 @@ def start_label_studio(settings: LabelStudioSettings, log_path: Path, timeout: f
     return server
 
 
-def start_backend(env: dict[str, str], port: int, log_path: Path, cwd: Path | None = None,
+def start_backend(env: dict[str, str], port: int, log_path: Path,
                   timeout: float = 60) -> ManagedProcess:
     """Start the backend (``python -m ml_backend``) with the given MOS_* / LABEL_STUDIO_* variables."""
     full_env = {**os.environ, **env, "MOS_HOST": "127.0.0.1", "MOS_PORT": str(port)}
     backend = ManagedProcess("ml-backend", f"http://127.0.0.1:{port}", log_path)
-    backend.launch([sys.executable, "-m", "ml_backend"], full_env, cwd=cwd)
+    backend.launch([sys.executable, "-m", "ml_backend"], full_env)
     try:
         backend.wait_healthy(timeout)
     except Exception:
