@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Config, settings_table
+from .config import Config, effective_table, settings_table
 from .errors import UserError
 from .features import BACKBONES
 from .prediction import PREDICTORS
@@ -184,6 +184,10 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
           f"({args.selector}): {', '.join(report.representatives[:10])}"
           f"{' ...' if len(report.representatives) > 10 else ''}")
     print(f"ML backend:       {report.backend}")
+    if len(report.representatives) > report.n_images / 2:
+        print(f"warning: {len(report.representatives)} representatives for {report.n_images} images: more than "
+              "half the folder is rated up front; the model predicts little (try -n of about 5-10 % of the "
+              "folder)", file=sys.stderr)
     if report.skipped:
         print(f"skipped:          {len(report.skipped)} file(s)")
         for name, reason in sorted(report.skipped.items()):
@@ -246,9 +250,10 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
     parser.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default %(default)s)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[25, 50, 100, 200],
                         help="numbers of labelled images (default %(default)s)")
-    parser.add_argument("--selectors", nargs="+", choices=SELECTORS.names(), default=[config.selector],
-                        help="selectors (default: the product's, MOS_SELECTOR: %(default)s); more than "
-                        "one compares them")
+    parser.add_argument("--selectors", nargs="+", default=[config.selector],
+                        help=f"selectors ({', '.join(SELECTORS.names())}), optionally with parameters, e.g. "
+                        "ted:mu=0.1 (default: the product's, MOS_SELECTOR: %(default)s); more than one "
+                        "compares them")
     parser.add_argument("--predictors", nargs="+", default=[config.predictor],
                         help=f"predictors ({', '.join(PREDICTORS.names())}), optionally with parameters, e.g. "
                         "similarity:metric=ssim,n_neighbors=3 (default: the product's, MOS_PREDICTOR: "
@@ -281,13 +286,14 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     default = (config.selector, config.predictor)
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
                 strategies=args.strategies, seeds=args.seeds, subsample=args.subsample, pool=args.pool,
-                default=default).check()
+                default=default, settings={name: config.params_for(name) for name in PREDICTORS.names()}).check()
     dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
     started = time.perf_counter()
     trials = run_grid(features, dataset, grid, progress=lambda items: tqdm(items, desc="trials"))
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
              "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "pool": args.pool,
              "default": {"selector": default[0], "predictor": default[1]},
+             "settings": {name: {k: str(v) for k, v in params.items()} for name, params in grid.settings.items()},
              "command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started, 1)}
     subsampled = (f" (each on its own random pool of {args.pool} images)" if args.pool
                   else f" (each on its own random {args.subsample:.0%} of the images)" if args.subsample < 1 else "")
@@ -365,13 +371,15 @@ def run_sample(args: argparse.Namespace, config: Config) -> int:
 
 # --- settings --------------------------------------------------------------------------------
 def _settings(commands: argparse._SubParsersAction, config: Config) -> None:
-    _command(commands, "settings", "list every setting (environment variable) with its default",
-             "Print the settings table: every environment variable, its default and its meaning.",
-             run_settings)
+    parser = _command(commands, "settings", "show every setting (environment variable) and its value in effect",
+                      "Print every environment variable with the value it has now and whether that comes "
+                      "from the environment or is the default (secrets are not shown).", run_settings)
+    parser.add_argument("--defaults", action="store_true",
+                        help="print the defaults and meanings instead (the README's table)")
 
 
 def run_settings(args: argparse.Namespace, config: Config) -> int:
-    print(settings_table())
+    print(settings_table() if args.defaults else effective_table())
     return 0
 
 

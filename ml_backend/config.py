@@ -1,8 +1,8 @@
 """Every setting of MOS Annotator, declared once.
 
 Each field of ``Config`` carries its environment variable and its meaning; ``Config.from_env``,
-``settings_table`` (the README table, ``mos-annotator settings``) and every CLI default derive from
-these declarations. ``DEFAULTS`` is the configuration with nothing set, for code that needs a
+``settings_table`` (the README table, ``mos-annotator settings --defaults``), ``effective_table``
+(``mos-annotator settings``) and every CLI default derive from these declarations. ``DEFAULTS`` is the configuration with nothing set, for code that needs a
 default without an environment (component constructors, tests).
 """
 from __future__ import annotations
@@ -82,6 +82,11 @@ class Config:
         "the features are the default backbone's), none, or a file from `mos-annotator train-prior`. "
         "The project's own labels recalibrate it (per project: extra_params `prior`).",
         ("predictor", "ridge", "prior"))
+    publish: str = setting(
+        "on", "MOS_PUBLISH",
+        "on: after every retrain the backend stores its predictions for all unrated tasks in Label "
+        "Studio and makes that model version the project's (Data Manager columns, sorting, the "
+        "stream); off: Label Studio asks /predict task by task.")
     knn_k: int = setting(5, "MOS_KNN_K", "KNN neighbours (per project: extra_params `n_neighbors`).",
                          ("predictor", "knn", "n_neighbors"))
     knn_weights: str = setting("distance", "MOS_KNN_WEIGHTS",
@@ -106,6 +111,8 @@ class Config:
         object.__setattr__(self, "label_studio_url", self.label_studio_url.rstrip("/"))
         object.__setattr__(self, "backend_url", self.backend_url.rstrip("/"))
         object.__setattr__(self, "log_level", self.log_level.upper())
+        if self.publish not in ("on", "off"):
+            raise ConfigError(f"MOS_PUBLISH must be on or off, got {self.publish!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -156,8 +163,29 @@ SETTINGS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Settings whose values are never printed.
+SECRETS = ("LABEL_STUDIO_API_KEY", "MOS_BASIC_AUTH_PASS")
+
+
+def effective_table(env: Mapping[str, str] | None = None) -> str:
+    """Markdown table of the value each setting has in ``env`` (default ``os.environ``) and where
+    it comes from; secrets show only whether they are set."""
+    env = os.environ if env is None else env
+    config = Config.from_env(env)
+    rows = ["| Variable | In effect | From |", "|---|---|---|"]
+    for item in dataclasses.fields(Config):
+        name = item.metadata["env"]
+        value = getattr(config, item.name)
+        shown = "" if value in (None, "") else str(value)
+        if name in SECRETS and shown:
+            shown = "(set, hidden)"
+        source = "environment" if env.get(name, "") != "" else "default"
+        rows.append(f"| `{name}` | {f'`{shown}`' if shown else '—'} | {source} |")
+    return "\n".join(rows)
+
+
 def settings_table() -> str:
-    """Markdown table of every setting, for the README and ``mos-annotator settings``."""
+    """Markdown table of every setting with its default, for the README (``mos-annotator settings --defaults``)."""
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
     for name, (default, meaning) in SETTINGS.items():
         rows.append(f"| `{name}` | {f'`{default}`' if default else '—'} | {meaning} |")

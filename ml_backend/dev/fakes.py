@@ -5,6 +5,7 @@ The end-to-end tests use a real Label Studio; these serve a fixed export the way
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from ..labelstudio.label_config import bundled_config
@@ -25,7 +26,24 @@ def export_only_label_studio(tasks: list[dict[str, Any]], label_config: str | No
         def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
             return ExportOnlyLabelStudio.tasks
 
+        # What the backend publishes is kept on the class: ``.predictions``, ``.model_version``.
+        def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
+            ExportOnlyLabelStudio.predictions.extend(predictions)
+            return len(predictions)
+
+        def set_model_version(self, project_id: int, version: str) -> None:
+            ExportOnlyLabelStudio.model_version = version
+
+        def model_versions(self, project_id: int) -> dict[str, int]:
+            return dict(Counter(p["model_version"] for p in ExportOnlyLabelStudio.predictions))
+
+        def delete_model_version(self, project_id: int, version: str) -> None:
+            ExportOnlyLabelStudio.predictions = [p for p in ExportOnlyLabelStudio.predictions
+                                                 if p["model_version"] != version]
+
     ExportOnlyLabelStudio.tasks = tasks  # type: ignore[attr-defined]
+    ExportOnlyLabelStudio.predictions = []  # type: ignore[attr-defined]
+    ExportOnlyLabelStudio.model_version = ""  # type: ignore[attr-defined]
     return ExportOnlyLabelStudio
 
 

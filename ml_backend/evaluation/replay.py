@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import inspect
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 from ..prediction import PREDICTORS
+from ..registry import Registry
 from ..selection import SELECTORS
 from . import LABEL_MODES, STRATEGIES
 from .metrics import all_metrics, srcc, terciles
@@ -93,16 +94,18 @@ def simulated_labels(dataset: Dataset, mode: str, rng: np.random.Generator, step
 
 
 def select(X: np.ndarray, selector: str, budget: int, seed: int, exclude: Sequence[int] = ()) -> np.ndarray:
-    """``budget`` distinct rows chosen by ``selector`` among those not in ``exclude``.
+    """``budget`` distinct rows chosen by ``selector`` (a name or a spec with parameters:
+    ``parse_spec``) among those not in ``exclude``.
 
     Selectors that return fewer rows than asked (DBSCAN: one per cluster) are topped up at random,
     so every configuration is compared at the same number of labels.
     """
     available = np.setdiff1d(np.arange(len(X)), np.asarray(exclude, dtype=int))
     budget = min(budget, len(available))
-    accepted = inspect.signature(SELECTORS.get(selector)).parameters
-    params = {k: v for k, v in {"n_select": budget, "random_state": seed}.items() if k in accepted}
-    chosen = available[np.asarray(SELECTORS.create(selector, params).fit(X[available]).selected_, dtype=int)[:budget]]
+    name, params = parse_spec(selector, SELECTORS)
+    accepted = inspect.signature(SELECTORS.get(name)).parameters
+    params |= {k: v for k, v in {"n_select": budget, "random_state": seed}.items() if k in accepted}
+    chosen = available[np.asarray(SELECTORS.create(name, params).fit(X[available]).selected_, dtype=int)[:budget]]
     if len(chosen) < budget:
         rest = np.setdiff1d(available, chosen)
         extra = np.random.default_rng(seed).choice(rest, budget - len(chosen), replace=False)
@@ -145,27 +148,31 @@ def _fit_predict(name: str, params: dict[str, Any], dataset: Dataset, X: np.ndar
     return model.predict_with_confidence(X[rest], images=[dataset.paths[i] for i in rest])
 
 
-def parse_predictor_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``"similarity:metric=ssim,n_neighbors=3"`` -> ("similarity", {"metric": "ssim", ...})."""
+def parse_spec(spec: str, registry: Registry[Any] = PREDICTORS) -> tuple[str, dict[str, str]]:
+    """``"similarity:metric=ssim,n_neighbors=3"`` -> ("similarity", {"metric": "ssim", ...}): a
+    predictor (or, with ``registry=SELECTORS``, selector) name and its parameters."""
     name, _, rest = spec.partition(":")
     params = {}
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise ConfigError(f"predictor spec '{spec}': '{item}' is not key=value")
+            raise ConfigError(f"{registry.kind} spec '{spec}': '{item}' is not key=value")
         params[key.strip()] = value.strip()
-    PREDICTORS.create(name, params)  # unknown names and parameters fail here, before any work
+    registry.create(name, params)  # unknown names and parameters fail here, before any work
     return name, params
 
 
 def run_trial(
     X: np.ndarray, dataset: Dataset, selector: str, predictor: str, budget: int, seed: int,
     labels: str = "oracle", strategy: str = "upfront", rounds: int = 4,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Trial:
-    """One replay. ``predictor`` is a name or a spec with parameters (``parse_predictor_spec``).
+    """One replay. ``selector`` and ``predictor`` are names or specs with parameters (``parse_spec``).
     ``active``: half the budget up front, the rest in ``rounds`` rounds of the least confident
-    images (what an annotator sorting the Data Manager by prediction score would do)."""
-    name, params = parse_predictor_spec(predictor)
+    images (what an annotator sorting the Data Manager by prediction score would do).
+    ``settings``: per predictor name, the parameters the product's settings give it (the spec's win)."""
+    name, params = parse_spec(predictor)
+    params = {**(settings or {}).get(name, {}), **params}
     rng = np.random.default_rng(seed)
     y = simulated_labels(dataset, labels, rng)
     if strategy == "upfront":
@@ -202,6 +209,8 @@ class Grid:
     pool: int | None = None
     #: The product's default (selector, predictor): rows marked default, and what others are paired with.
     default: tuple[str, str] | None = None
+    #: Per predictor name, what the settings in effect give it (``Config.params_for``), as serve would.
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def check(self) -> Grid:
         """Every name and value is usable; fails before any work."""
@@ -209,10 +218,10 @@ class Grid:
             raise ConfigError(f"--subsample must be in (0, 1], got {self.subsample}")
         if self.pool is not None and self.pool < 2:
             raise ConfigError(f"--pool must be at least 2 images, got {self.pool}")
-        for name in self.selectors:
-            SELECTORS.get(name)
+        for spec in self.selectors:
+            parse_spec(spec, SELECTORS)
         for spec in self.predictors:
-            parse_predictor_spec(spec)
+            parse_spec(spec)
         for mode in self.labels:
             if mode not in LABEL_MODES:
                 raise ConfigError(f"unknown label mode '{mode}'; choose from: {', '.join(LABEL_MODES)}")
@@ -246,5 +255,6 @@ def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
     for labels, strategy, selector, predictor, budget, seed in progress(combos):
         features, replay = replays[seed]
         if budget < len(replay.paths):
-            trials.append(run_trial(features, replay, selector, predictor, budget, seed, labels, strategy))
+            trials.append(run_trial(features, replay, selector, predictor, budget, seed, labels, strategy,
+                                    settings=grid.settings))
     return trials

@@ -14,11 +14,12 @@ _NO_TIME = datetime.min.replace(tzinfo=timezone.utc)
 
 @dataclass
 class RatingStats:
-    """Mean over raters, number of raters, and their sample std (ddof=1; 0.0 for one rater)."""
+    """Mean over raters, number of raters, and their sample std (ddof=1; None for one rater:
+    undefined, not zero)."""
 
     mean: float
     n: int
-    std: float
+    std: float | None
 
 
 def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[int, RatingStats]:
@@ -48,7 +49,7 @@ def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[in
                 latest[rater] = (order, value)
         values = [value for _, value in latest.values()]
         if values:
-            std = statistics.stdev(values) if len(values) >= 2 else 0.0
+            std = statistics.stdev(values) if len(values) >= 2 else None
             stats[int(task["id"])] = RatingStats(statistics.fmean(values), len(values), std)
     return stats
 

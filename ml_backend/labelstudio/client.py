@@ -22,6 +22,8 @@ T = TypeVar("T")
 ML_BACKEND_TITLE = "MOS Annotator"
 #: Retrieve-predictions requests are synchronous with a 100 s budget on the LS side: keep them small.
 PREDICTION_BATCH = 200
+#: Predictions per import request (Label Studio writes them to its database 500 at a time).
+IMPORT_BATCH = 500
 
 
 def _detail(exc: ApiError) -> str:
@@ -182,3 +184,44 @@ class LabelStudioClient:
                 project=project_id,
                 selected_items={"all": False, "included": task_ids[start:start + PREDICTION_BATCH]},
             )
+
+    @_translate("import predictions")
+    def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
+        """Store ``{task, result, score, model_version}`` predictions, ``IMPORT_BATCH`` per request."""
+        created = 0
+        for start in range(0, len(predictions), IMPORT_BATCH):
+            response = self.sdk.projects.import_predictions(id=project_id,
+                                                            request=predictions[start:start + IMPORT_BATCH])
+            created += int(getattr(response, "created", 0) or 0)
+        return created
+
+    @_translate("set the project's model version")
+    def set_model_version(self, project_id: int, version: str) -> None:
+        """The version whose predictions the Data Manager columns and the labelling stream show."""
+        self.sdk.projects.update(id=project_id, model_version=version)
+
+    @_translate("set how predictions are shown")
+    def set_show_predictions(self, project_id: int, show: bool) -> None:
+        """Whether the labelling view pre-fills from the predictions (blind mode: no)."""
+        self.sdk.projects.update(id=project_id, show_collab_predictions=show)
+
+    def model_versions(self, project_id: int) -> dict[str, int]:
+        """Model versions with predictions in the project, and how many each has."""
+        return dict(self._raw("GET", f"api/projects/{project_id}/model-versions/", "list model versions"))
+
+    def delete_model_version(self, project_id: int, version: str) -> None:
+        """Delete every prediction of ``version``."""
+        self._raw("DELETE", f"api/projects/{project_id}/model-versions/", "delete old predictions",
+                  {"model_version": version})
+
+    def _raw(self, method: str, path: str, what: str, body: Any = None) -> Any:
+        """An endpoint the SDK does not wrap; errors as ``LabelStudioError``."""
+        try:
+            response = self.sdk._client_wrapper.httpx_client.request(path, method=method, json=body)
+        except httpx.HTTPError as exc:
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url} to {what}: {exc} "
+                                   "(is it running?)") from None
+        if response.status_code >= 400:
+            raise LabelStudioError(f"Label Studio at {self.url} refused to {what}: HTTP {response.status_code} "
+                                   f"{response.text[:300]}")
+        return response.json() if response.content else None

@@ -21,8 +21,9 @@ class MOSRow:
     mos: float
     source: str  # "human" or "predicted"
     n_ratings: int
-    std: float | None  # spread of the human ratings; None for predictions
+    std: float | None  # spread of the human ratings; None for predictions and single ratings
     model_version: str = ""
+    confidence: float | None = None  # the prediction's score; None for human rows
 
 
 def image_name(task: dict[str, Any], tag: ScoreTag) -> str:
@@ -36,18 +37,27 @@ def image_name(task: dict[str, Any], tag: ScoreTag) -> str:
     return PurePosixPath(local[0] if local else parsed.path).name or f"task-{task.get('id')}"
 
 
-def newest_predictions(predictions: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[int, tuple[float, str]]:
-    """task id -> (value, model version) of its most recent prediction that holds a value."""
-    newest: dict[int, tuple[tuple[str, int], float, str]] = {}
+@dataclass(frozen=True)
+class Predicted:
+    value: float  # the model's value (unrounded when the backend stored it so)
+    model_version: str
+    confidence: float | None
+
+
+def newest_predictions(predictions: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[int, Predicted]:
+    """task id -> its most recent prediction that holds a value."""
+    newest: dict[int, tuple[tuple[str, int], Predicted]] = {}
     for prediction in predictions:
-        value = tag.read(prediction.get("result") or [])
+        value = tag.read_precise(prediction.get("result") or [])
         task_id = prediction.get("task")
         if value is None or not isinstance(task_id, int):
             continue
         order = (str(prediction.get("created_at") or ""), int(prediction.get("id") or 0))
         if task_id not in newest or order > newest[task_id][0]:
-            newest[task_id] = (order, value, str(prediction.get("model_version") or ""))
-    return {task_id: (value, version) for task_id, (_, value, version) in newest.items()}
+            score = prediction.get("score")
+            confidence = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+            newest[task_id] = (order, Predicted(value, str(prediction.get("model_version") or ""), confidence))
+    return {task_id: predicted for task_id, (_, predicted) in newest.items()}
 
 
 def build_rows(
@@ -65,8 +75,8 @@ def build_rows(
             stats = ratings[task_id]
             rows.append(MOSRow(name, stats.mean, "human", stats.n, stats.std))
         elif task_id in predicted:
-            value, version = predicted[task_id]
-            rows.append(MOSRow(name, value, "predicted", 0, None, version))
+            p = predicted[task_id]
+            rows.append(MOSRow(name, p.value, "predicted", 0, None, p.model_version, p.confidence))
         else:
             missing.append(name)
     rows.sort(key=lambda row: natural_key(row.image_name))
@@ -82,13 +92,14 @@ def write_csv(rows: list[MOSRow], out: TextIO, details: bool = False) -> None:
     writer = csv.writer(out, lineterminator="\n")
     header = ["Image_Name", "MOS"]
     if details:
-        header += ["Source", "N_Ratings", "Std", "Model_Version"]
+        header += ["Source", "N_Ratings", "Std", "Model_Version", "Confidence"]
     writer.writerow(header)
     for row in rows:
         line = [row.image_name, _number(row.mos)]
         if details:
             std = "" if row.std is None else _number(row.std)
-            line += [row.source, row.n_ratings, std, row.model_version]
+            confidence = "" if row.confidence is None else _number(row.confidence)
+            line += [row.source, row.n_ratings, std, row.model_version, confidence]
         writer.writerow(line)
 
 
@@ -111,16 +122,24 @@ class ExportReport:
 def export_project(client: LabelStudioClient, project_id: int, out: Path, details: bool = False,
                    refresh: bool = True) -> ExportReport:
     """Write MOS.csv for a project. With ``refresh``, Label Studio first asks the connected backend
-    for predictions of the current model for every unrated image. Nothing is written on failure."""
+    for predictions of the current model for the unrated images that have none of the project's
+    model version (the backend stores them after every retrain: usually none are missing).
+    Nothing is written on failure."""
     if not out.parent.is_dir():
         raise MissingPathError(f"output folder {out.parent} does not exist")
     client.check()
-    tag = parse_label_config(client.get_label_config(project_id))
+    project = client.get_project(project_id)
+    tag = parse_label_config(str(project.label_config))
     tasks = client.export_tasks(project_id)
+    predictions = client.predictions(project_id)
     if refresh and client.ml_backends(project_id):
         rated = aggregate_ratings(tasks, tag)
-        client.retrieve_predictions(project_id, [task["id"] for task in tasks if task["id"] not in rated])
-    rows, missing = build_rows(tasks, client.predictions(project_id), tag)
+        current = {p["task"] for p in predictions if p["model_version"] == project.model_version and p["result"]}
+        stale = [task["id"] for task in tasks if task["id"] not in rated and task["id"] not in current]
+        if stale:
+            client.retrieve_predictions(project_id, stale)
+            predictions = client.predictions(project_id)
+    rows, missing = build_rows(tasks, predictions, tag)
     write_csv_file(rows, out, details)
     human = sum(row.source == "human" for row in rows)
     return ExportReport(out, human, len(rows) - human, missing)

@@ -36,6 +36,10 @@ def read_label_config(path: Path) -> str:
         raise MissingPathError(f"label config {path}: {exc.strerror or exc}") from None
 
 
+#: Key of a predicted result item that holds the model's unrounded value (``{"mos": 56.37}``).
+PRECISE_KEY = "mos_annotator"
+
+
 @dataclass(frozen=True)
 class ScoreTag:
     """The control that holds the score, with the limits a prediction must respect.
@@ -68,6 +72,21 @@ class ScoreTag:
         if decimals == 0:
             return int(round(rounded))
         return round(rounded, decimals)
+
+    def clip(self, value: float) -> float:
+        """``value`` inside [minimum, maximum] (no rounding)."""
+        low = self.minimum if self.minimum is not None else -math.inf
+        high = self.maximum if self.maximum is not None else math.inf
+        return float(min(max(value, low), high))
+
+    def read_precise(self, result: list[dict[str, Any]]) -> float | None:
+        """A prediction's unrounded value (``PRECISE_KEY``), else its score as ``read`` finds it."""
+        for item in result:
+            precise = item.get(PRECISE_KEY) if item.get("from_name") == self.from_name else None
+            value = precise.get("mos") if isinstance(precise, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                return float(value)
+        return self.read(result)
 
     def to_result(self, value: float) -> list[dict[str, Any]]:
         """Label Studio result list for a predicted score (rounded first, so it is accepted)."""

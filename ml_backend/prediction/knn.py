@@ -39,14 +39,17 @@ class KNNPredictor(RegressorMixin, BaseEstimator):
         return self
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
-            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None) -> KNNPredictor:
-        """Only ``X`` and ``y`` matter here; the other keywords are the common interface's."""
+            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None,
+            scaler: Standardiser | None = None) -> KNNPredictor:
+        """Only ``X`` and ``y`` matter here; the other keywords are the common interface's, except
+        ``scaler``: an unfitted Standardiser to fit here instead of the plain one (ridge weights
+        a column)."""
         self.check_params()
         k = self.n_neighbors
         X, y = validate_data(self, X, y, y_numeric=True)
         self.y_ = y.astype(float)
         self.n_labels_ = len(y)
-        self.scaler_ = Standardiser()
+        self.scaler_ = Standardiser() if scaler is None else scaler
         self.Xs_ = self.scaler_.fit_transform(X)
         self.sq_norms_ = np.einsum("ij,ij->i", self.Xs_, self.Xs_, dtype=np.float64)
         self.k_ = min(int(k), self.n_labels_)

@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..config import DEFAULTS
 from ..errors import ConfigError
+from ..features.standardise import Standardiser
 from ..registry import check_int
 from .base import Images
 from .knn import KNNPredictor
@@ -17,8 +18,9 @@ from .prior import resolve_prior
 from .ridge_solvers import NormalMatrix, best_alpha, dual_solve, gram_eigen
 
 PRIOR_MODES = ("mean", "feature")
-#: Copies of the prior's prediction appended as features in ``prior_mode="feature"``.
-PRIOR_REPEATS = 121
+#: Weight of the prior's prediction appended as a standardised feature in ``prior_mode="feature"``:
+#: it counts as 121 copies of itself, as the sharpness value does.
+PRIOR_WEIGHT = 11.0
 
 
 class RidgePredictor(RegressorMixin, BaseEstimator):
@@ -63,14 +65,13 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
 
     def _with_prior(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``X`` as the regression sees it, and the prior's prediction (None without a prior).
-        As a feature, the prior is appended ``PRIOR_REPEATS`` times: weight sqrt(k) after the
-        per-column standardisation, as the sharpness value is weighted."""
+        As a feature, the prior is one more column, weighted ``PRIOR_WEIGHT`` by the scaler."""
         prior = resolve_prior(self.prior, X.shape[1])
         if prior is None:
             return X, None
         p = prior.predict(X)
         if self.prior_mode == "feature":
-            X = np.hstack([X, np.repeat(p[:, None].astype(X.dtype), PRIOR_REPEATS, axis=1)])
+            X = np.hstack([X, p[:, None].astype(X.dtype)])
         return X, p
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
@@ -94,7 +95,8 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         if prior is not None and self.prior_mode == "mean":
             self.prior_scale_, self.prior_offset_ = _calibrate(prior, y)
             y = y - (self.prior_offset_ + self.prior_scale_ * prior)  # ridge learns what the prior misses
-        self.neighbours_ = KNNPredictor().fit(X, y)  # for the confidence only
+        weights = {X.shape[1] - 1: PRIOR_WEIGHT} if prior is not None and self.prior_mode == "feature" else None
+        self.neighbours_ = KNNPredictor().fit(X, y, scaler=Standardiser(weights=weights))  # for the confidence only
         self.scaler_ = self.neighbours_.scaler_  # the same standardisation: computed once
         self.y_mean_ = float(y.mean())
         yc = y - self.y_mean_

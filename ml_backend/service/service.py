@@ -28,7 +28,7 @@ from ..errors import ConfigError, ImageReadError, LabelStudioError, RequestError
 from ..features.extractor import FeatureExtractor
 from ..labelstudio.aggregation import aggregate_ratings
 from ..labelstudio.client import LabelStudioClient
-from ..labelstudio.label_config import parse_label_config
+from ..labelstudio.label_config import ScoreTag, parse_label_config
 from ..labelstudio.task_images import resolve_task_image
 from ..labelstudio.webhooks import parse_webhook
 from ..prediction import PREDICTORS
@@ -83,6 +83,7 @@ class MOSService:
         self._tokens: dict[int, str] = {}  # project -> the access_token its /setup sent
         self._caught_up: set[int] = set()
         self._unknown_logged: set[int] = set()
+        self._published: dict[int, dict[str, Any]] = {}  # project -> what the last publish did
         self.trainer = TrainingQueue(self.train)
 
     def start(self) -> None:
@@ -300,6 +301,7 @@ class MOSService:
                     "predictor_params": m.state.predictor_params,
                     "trained_at": m.state.trained_at,
                     "train_ms": m.state.train_ms,
+                    "published": self._published.get(pid),
                     "last_error": None if pid not in failures else {
                         "error": failures[pid].error, "since": failures[pid].since,
                         "attempts": failures[pid].attempts,
@@ -368,7 +370,48 @@ class MOSService:
             (fetched - started) * 1000,
             state.model_version,
         )
+        if predictor is not None and self.config.publish == "on":
+            self._publish(client, tasks, tag, state, predictor)
         return state
+
+    def _publish(self, client: LabelStudioClient, tasks: list[dict[str, Any]], tag: ScoreTag, state: ProjectState,
+                 predictor: Predictor) -> None:
+        """Store the new model's prediction for every unrated task in Label Studio, make it the
+        project's model version and delete this backend's older versions: the stream, the Data
+        Manager's columns and its sorting then show the current model without asking /predict
+        (which Label Studio does once per task and version, and not at all after an empty answer).
+        A failure is logged and shown under /status; the next retrain publishes again."""
+        started = time.perf_counter()
+        project_id, version = state.project_id, state.model_version
+        unrated = [task for task in tasks if str(task.get("id")) not in state.labels]
+        found = self._features([_reference(task, tag.data_key) for task in unrated])
+        stored = []
+        if found.ok:
+            values, confidence = predictor.predict_with_confidence(found.matrix, images=found.paths)
+            stored = [{"task": unrated[index]["id"], **prediction(tag, float(values[row]), float(confidence[row]),
+                                                                  version)}
+                      for row, index in enumerate(found.ok)]
+        try:
+            client.import_predictions(project_id, stored)
+            client.set_model_version(project_id, version)
+            old = [v for v in client.model_versions(project_id) if v != version and _is_ours(v)]
+            for previous in old:
+                client.delete_model_version(project_id, previous)
+        except LabelStudioError as exc:
+            log.warning("project %s: predictions of %s not stored in Label Studio: %s", project_id, version, exc)
+            self._published[project_id] = {"model_version": version, "error": str(exc)}
+            return
+        elapsed = round((time.perf_counter() - started) * 1000)
+        self._published[project_id] = {"model_version": version, "tasks": len(stored), "ms": elapsed,
+                                       "unreadable": len(found.errors)}
+        log.info("project %s: stored %d predictions of %s in Label Studio in %d ms (%d older versions deleted)",
+                 project_id, len(stored), version, elapsed, len(old))
+
+
+def _is_ours(version: str) -> bool:
+    """A model version this backend names (``<predictor>-v<n>`` or untrained)."""
+    name, _, number = version.rpartition("-v")
+    return version == UNTRAINED or (name in PREDICTORS.names() and number.isdigit())
 
 
 def _reference(task: dict[str, Any], key: str) -> str:

@@ -89,6 +89,16 @@ def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
     version = trained["model_version"]
     assert version.startswith("ridge-v"), trained
 
+    # The backend stored the new model's prediction of every unrated task in Label Studio and made
+    # it the project's model version (Data Manager columns and sorting); older versions are gone.
+    unrated = {t.id for t in tasks} - set(rated)
+    assert trained["published"]["model_version"] == version, trained
+    stored = client.predictions(project_id)
+    assert {p["model_version"] for p in stored} == {version}, {p["model_version"] for p in stored}
+    assert sorted(p["task"] for p in stored) == sorted(unrated)
+    assert trained["published"]["tasks"] == len(unrated)
+    assert client.get_project(project_id).model_version == version
+
     # The next (unrated) task comes with a prediction of the new model version.
     task = stack.api("GET", f"/api/projects/{project_id}/next").json()
     assert task["id"] not in rated

@@ -43,7 +43,7 @@ def test_docker_compose_config_parses() -> None:
 
 def test_readme_lists_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
-    assert settings_table() in readme, "README settings table is out of date: paste `mos-annotator settings`"
+    assert settings_table() in readme, "README settings table is out of date: paste `mos-annotator settings --defaults`"
 
 
 def test_config_from_env_and_errors() -> None:

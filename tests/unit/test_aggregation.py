@@ -39,13 +39,13 @@ def test_several_raters_are_averaged_with_sample_std() -> None:
 
 
 def test_a_single_rating_has_zero_std() -> None:
-    assert aggregate_ratings([task(5, annotation(1, 1, 42))], TAG) == {5: RatingStats(42.0, 1, 0.0)}
+    assert aggregate_ratings([task(5, annotation(1, 1, 42))], TAG) == {5: RatingStats(42.0, 1, None)}
 
 
 def test_cancelled_and_empty_annotations_are_ignored() -> None:
     stats = aggregate_ratings([task(1, annotation(1, 1, 60), annotation(2, 2, 10, cancelled=True),
                                     annotation(3, 3, None))], TAG)
-    assert stats[1] == RatingStats(60.0, 1, 0.0)
+    assert stats[1] == RatingStats(60.0, 1, None)
 
 
 def test_tasks_without_usable_ratings_are_absent() -> None:

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import io
 
-from ml_backend.labelstudio.exporting import build_rows, image_name, newest_predictions, write_csv
+from ml_backend.labelstudio.exporting import Predicted, build_rows, image_name, newest_predictions, write_csv
 from ml_backend.labelstudio.label_config import parse_label_config
+from ml_backend.service.protocol import prediction as backend_prediction
 
 TAG = parse_label_config(
     '<View><Image name="image" value="$image"/>'
@@ -62,10 +63,20 @@ def test_csv_columns() -> None:
     write_csv(rows, detailed, details=True)
     assert plain.getvalue() == "Image_Name,MOS\na.png,62.5\nb.png,40\n"
     assert detailed.getvalue().splitlines() == [
-        "Image_Name,MOS,Source,N_Ratings,Std,Model_Version",
-        "a.png,62.5,human,1,0,",
-        "b.png,40,predicted,0,,knn-v3",
+        "Image_Name,MOS,Source,N_Ratings,Std,Model_Version,Confidence",
+        "a.png,62.5,human,1,,,",  # one rating: its spread is undefined, not 0
+        "b.png,40,predicted,0,,knn-v3,0.5",
     ]
+
+
+def test_predicted_mos_is_the_models_value_not_the_rounded_one() -> None:
+    """The backend's prediction carries the unrounded value beside the one the tag accepts."""
+    stored = {"id": 1, "task": 2, "created_at": "2026", **backend_prediction(TAG, 56.3721, 0.42, "ridge-v4")}
+    assert stored["result"][0]["value"] == {"number": 56}
+    rows, _ = build_rows([task(2, "b.png")], [stored], TAG)
+    assert (rows[0].mos, rows[0].confidence, rows[0].model_version) == (56.3721, 0.42, "ridge-v4")
+    outside = {"id": 2, "task": 2, "created_at": "2027", **backend_prediction(TAG, 104.2, 0.1, "ridge-v5")}
+    assert build_rows([task(2, "b.png")], [outside], TAG)[0][0].mos == 100.0
 
 
 def test_image_name_falls_back_to_url() -> None:
@@ -75,4 +86,4 @@ def test_image_name_falls_back_to_url() -> None:
 
 def test_predictions_without_value_are_ignored() -> None:
     empty = {"id": 9, "task": 1, "result": [], "model_version": "knn-v9", "created_at": "2027"}
-    assert newest_predictions([prediction(1, 1, 30, "2026", "knn-v1"), empty], TAG) == {1: (30, "knn-v1")}
+    assert newest_predictions([prediction(1, 1, 30, "2026", "knn-v1"), empty], TAG) == {1: Predicted(30, "knn-v1", 0.5)}
