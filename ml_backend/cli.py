@@ -50,7 +50,7 @@ def build_parser(config: Config) -> argparse.ArgumentParser:
         "folder, predict the rest. Every setting is an environment variable (`mos-annotator settings`).",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (_serve, _seed, _export, _evaluate, _train_prior, _sample, _settings, _quickstart, _benchmark):
+    for add in (_serve, _seed, _export, _predict, _evaluate, _train_prior, _sample, _settings, _quickstart, _benchmark):
         add(commands, config)
     return parser
 
@@ -229,6 +229,58 @@ def run_export(args: argparse.Namespace, config: Config) -> int:
         shown = ", ".join(report.missing[:20]) + (" ..." if len(report.missing) > 20 else "")
         print(f"warning: {len(report.missing)} image(s) have neither a rating nor a prediction and are not "
               f"in the CSV: {shown}", file=sys.stderr)
+    return 0
+
+
+# --- predict ---------------------------------------------------------------------------------
+def _predict(commands: argparse._SubParsersAction, config: Config) -> None:
+    parser = _command(
+        commands, "predict", "MOS.csv from ratings collected elsewhere: fit on them, predict the rest",
+        "Read RATINGS (CSV with columns image,score[,rater]; image paths relative to FOLDER), extract "
+        "the features of every image in FOLDER (cached), fit the predictor on the raters' mean per "
+        "image and write MOS.csv: the mean where rated, the prediction elsewhere. No Label Studio, "
+        "no server.", run_predict)
+    parser.add_argument("folder", type=Path, help="image folder (searched recursively)")
+    parser.add_argument("--ratings", type=Path, required=True, help="CSV: image,score[,rater]")
+    parser.add_argument("--out", type=Path, default=Path("MOS.csv"), help="output CSV (default %(default)s)")
+    parser.add_argument("--details", action="store_true",
+                        help="add Source, N_Ratings, Std, Model_Version, Confidence columns")
+    parser.add_argument("--scale", type=float, nargs=2, default=[0.0, 100.0], metavar=("MIN", "MAX"),
+                        help="rating scale: scores outside it are refused, predictions clipped to it "
+                        "(default 0 100)")
+    parser.add_argument("--predictor", choices=PREDICTORS.names(), default=config.predictor,
+                        help="predictor (MOS_PREDICTOR; now: %(default)s)")
+    _feature_options(parser, config)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run_predict(args: argparse.Namespace, config: Config) -> int:
+    from .errors import DatasetError, MissingPathError
+    from .evaluation.offline import predict_rest, read_ratings, unknown_images
+    from .features.extractor import FeatureExtractor
+    from .features.images import list_images
+    from .mos_csv import write_csv_file
+
+    if not args.out.parent.is_dir():
+        raise MissingPathError(f"output folder {args.out.parent} does not exist")
+    scale = (float(args.scale[0]), float(args.scale[1]))
+    ratings = read_ratings(args.ratings, scale)
+    paths, _ = list_images(args.folder)
+    name_of = {path: path.relative_to(args.folder).as_posix() for path in paths}
+    unknown = unknown_images(ratings, list(name_of.values()))
+    if unknown:
+        raise DatasetError(f"{args.ratings}: {len(unknown)} rated image(s) not found in {args.folder}: "
+                           f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
+    PREDICTORS.create(args.predictor, config.params_for(args.predictor))  # bad settings fail before extraction
+    features = FeatureExtractor.from_config(_with_features(config, args)).extract(paths, progress=not args.no_progress)
+    for path, reason in features.failed.items():
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    rows = predict_rest([name_of[p] for p in features.paths], features.features, ratings, args.predictor,
+                        config.params_for(args.predictor), scale, [name_of[p] for p in features.failed])
+    write_csv_file(rows, args.out, args.details)
+    human = sum(row.source == "human" for row in rows)
+    print(f"wrote {args.out}: {len(rows)} images ({human} rated, {len(rows) - human} predicted by "
+          f"{args.predictor} from the rated ones)")
     return 0
 
 

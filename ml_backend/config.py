@@ -2,8 +2,9 @@
 
 Each field of ``Config`` carries its environment variable and its meaning; ``Config.from_env``,
 ``settings_table`` (the README table, ``mos-annotator settings --defaults``), ``effective_table``
-(``mos-annotator settings``) and every CLI default derive from these declarations. ``DEFAULTS`` is the configuration with nothing set, for code that needs a
-default without an environment (component constructors, tests).
+(``mos-annotator settings``) and every CLI default derive from these declarations. ``DEFAULTS`` is
+the configuration with nothing set, for code that needs a default without an environment
+(component constructors, tests).
 """
 from __future__ import annotations
 

@@ -1,29 +1,18 @@
 """Build MOS.csv rows from Label Studio tasks: human mean where rated, newest prediction elsewhere."""
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from ..errors import MissingPathError, UserError
+from ..errors import MissingPathError
 from ..features.images import natural_key
+from ..mos_csv import MOSRow, write_csv_file
 from .aggregation import aggregate_ratings
 from .client import LabelStudioClient
 from .label_config import ScoreTag, parse_label_config
-
-
-@dataclass(frozen=True)
-class MOSRow:
-    image_name: str
-    mos: float
-    source: str  # "human" or "predicted"
-    n_ratings: int
-    std: float | None  # spread of the human ratings; None for predictions and single ratings
-    model_version: str = ""
-    confidence: float | None = None  # the prediction's score; None for human rows
 
 
 def image_name(task: dict[str, Any], tag: ScoreTag) -> str:
@@ -82,33 +71,6 @@ def build_rows(
     rows.sort(key=lambda row: natural_key(row.image_name))
     missing.sort(key=natural_key)
     return rows, missing
-
-
-def _number(value: float) -> str:
-    return f"{value:.4f}".rstrip("0").rstrip(".")
-
-
-def write_csv(rows: list[MOSRow], out: TextIO, details: bool = False) -> None:
-    writer = csv.writer(out, lineterminator="\n")
-    header = ["Image_Name", "MOS"]
-    if details:
-        header += ["Source", "N_Ratings", "Std", "Model_Version", "Confidence"]
-    writer.writerow(header)
-    for row in rows:
-        line = [row.image_name, _number(row.mos)]
-        if details:
-            std = "" if row.std is None else _number(row.std)
-            confidence = "" if row.confidence is None else _number(row.confidence)
-            line += [row.source, row.n_ratings, std, row.model_version, confidence]
-        writer.writerow(line)
-
-
-def write_csv_file(rows: list[MOSRow], path: Path, details: bool = False) -> None:
-    try:
-        with open(path, "w", newline="") as handle:
-            write_csv(rows, handle, details)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,5 @@ if TYPE_CHECKING:
 PREDICTORS: Registry[Predictor] = Registry("predictor", {
     "ridge": "ml_backend.prediction.ridge:RidgePredictor",
     "knn": "ml_backend.prediction.knn:KNNPredictor",
-    "cluster_ridge": "ml_backend.prediction.cluster_ridge:ClusterRidgePredictor",
     "similarity": "ml_backend.prediction.similarity.predictor:SimilarityPredictor",
 }, check=lambda predictor: predictor.check_params())

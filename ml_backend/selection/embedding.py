@@ -13,8 +13,7 @@ MAX_COMPONENTS = 64
 PCA_SAMPLE = 20_000
 
 
-def embed(X: np.ndarray, random_state: int | None = 0, n_components: int = MAX_COMPONENTS,
-          weights: dict[int, float] | None = None) -> np.ndarray:
+def embed(X: np.ndarray, random_state: int | None = 0, n_components: int = MAX_COMPONENTS) -> np.ndarray:
     """Standardise, PCA to <= ``n_components`` (64) dims, L2-normalise rows.
 
     Raw pooled CNN features have thousands of correlated, differently scaled columns in which
@@ -24,13 +23,13 @@ def embed(X: np.ndarray, random_state: int | None = 0, n_components: int = MAX_C
     Memory: float32 input stays float32. Up to ``PCA_SAMPLE`` images one standardised copy is
     made; beyond, the PCA is fitted on a seeded sample of that many and every image is projected
     in chunks, so no standardised copy of all the features is ever held (the main directions of
-    a large sample are those of all the images). ``weights``: see ``Standardiser``.
+    a large sample are those of all the images).
     """
     X = check_X(X)
     n_samples, n_features = X.shape
     # Centred data has rank <= n_samples - 1, so more components would only be noise.
     n_components = min(n_components, n_samples - 1, n_features)
-    scaler = Standardiser(weights=weights)
+    scaler = Standardiser()
     if n_samples <= PCA_SAMPLE:
         Z = scaler.fit_transform(X)
     else:

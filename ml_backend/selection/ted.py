@@ -6,9 +6,8 @@ from sklearn.base import BaseEstimator
 
 from ..config import DEFAULTS
 from ..errors import ConfigError
-from ..prediction.prior import resolve_prior
 from ..registry import check_int
-from .base import check_X, nearest
+from .base import nearest
 from .embedding import embed
 
 #: The design's ridge penalty (chosen on random subsets of clive-dev: docs/experiments.md).
@@ -40,79 +39,47 @@ class TEDSelector(BaseEstimator):
     """
 
     def __init__(self, n_select: int = DEFAULTS.n_representatives, n_components: int = 512, mu: float = MU,
-                 random_state: int | None = 0, prior_weight: float = 0.0, strata: int = 1,
-                 prior: str = DEFAULTS.prior) -> None:
+                 random_state: int | None = 0) -> None:
         self.n_select = n_select
         self.n_components = n_components
         self.mu = mu
         self.random_state = random_state
-        self.prior_weight = prior_weight
-        self.strata = strata
-        self.prior = prior
 
     def check_params(self) -> TEDSelector:
         check_int("n_select", self.n_select, 1)
         check_int("n_components", self.n_components, 1)
-        check_int("strata", self.strata, 1)
         if not self.mu > 0:
             raise ConfigError(f"mu must be positive, got {self.mu!r}")
-        if not self.prior_weight >= 0:
-            raise ConfigError(f"prior_weight must be >= 0, got {self.prior_weight!r}")
         return self
 
     def fit(self, X: np.ndarray, y: None = None) -> TEDSelector:
-        """``prior_weight`` > 0: the quality prior's prediction joins the features, weighted as a
-        standardised column; ``strata`` > 1: the picks are spread evenly over that many quantile
-        bins of the prior's prediction (``ted`` inside each, bins taken in turn). ``prior`` names
-        the prior as for the ridge predictor."""
         self.check_params()
-        X = check_X(X)
-        prior = resolve_prior(self.prior, X.shape[1]) if self.prior_weight > 0 or self.strata > 1 else None
-        if (self.prior_weight > 0 or self.strata > 1) and prior is None:
-            raise ConfigError(f"prior_weight and strata need a quality prior for these features (prior={self.prior!r})")
-        p = None if prior is None else prior.predict(X)
-        weights = None
-        if p is not None and self.prior_weight > 0:
-            X = np.hstack([X, p[:, None].astype(X.dtype)])
-            weights = {X.shape[1] - 1: float(self.prior_weight)}
-        Z = embed(X, self.random_state, self.n_components, weights).astype(np.float64)
+        Z = embed(X, self.random_state, self.n_components).astype(np.float64)
         k = min(int(self.n_select), len(Z))
-        if p is None or self.strata == 1:
-            chosen = _greedy(Z, k, float(self.mu))
-        else:
-            bins = np.array_split(np.argsort(p, kind="stable"), min(int(self.strata), len(Z)))
-            quota = [len(part) for part in np.array_split(np.arange(k), len(bins))]
-            picks = [part[_greedy(Z[part], min(q, len(part)), float(self.mu))]
-                     for part, q in zip(bins, quota, strict=True)]
-            chosen = [int(pk[i]) for i in range(max(map(len, picks))) for pk in picks if i < len(pk)]
+        # In feature space, with B = (mu I + sum of z z^T over picks)^-1 and S = Z^T Z, the
+        # residual kernel column of row i has squared norm n_i = z_i^T B S B z_i and its diagonal
+        # is mu q_i with q_i = z_i^T B z_i, so the score is n_i / (1 + q_i) up to a constant.
+        # A rank-one (Sherman-Morrison) update of B updates n and q in O(N r).
+        mu = float(self.mu)
+        S = Z.T @ Z
+        B = np.eye(Z.shape[1]) / mu
+        q = np.einsum("ij,ij->i", Z, Z) / mu
+        n = np.einsum("ij,ij->i", Z @ S, Z) / mu**2
+        available = np.ones(len(Z), dtype=bool)
+        chosen: list[int] = []
+        while len(chosen) < k:
+            # Masking chosen rows keeps picks distinct even among duplicate images.
+            pick = int(np.argmax(np.where(available, n / (1.0 + q), -np.inf)))
+            chosen.append(pick)
+            available[pick] = False
+            u = B @ Z[pick]
+            c = 1.0 + Z[pick] @ u
+            Su = S @ u
+            a = Z @ u
+            n -= 2.0 * a * (Z @ (B @ Su)) / c - a**2 * (u @ Su) / c**2
+            q -= a**2 / c
+            B -= np.outer(u, u) / c
         self.selected_ = np.array(chosen, dtype=int)
         self.labels_ = nearest(Z, self.selected_)
         self.n_clusters_ = len(chosen)
         return self
-
-
-def _greedy(Z: np.ndarray, k: int, mu: float) -> list[int]:
-    """The first ``k`` greedy TED picks among the rows of ``Z`` (see TEDSelector)."""
-    # In feature space, with B = (mu I + sum of z z^T over picks)^-1 and S = Z^T Z, the
-    # residual kernel column of row i has squared norm n_i = z_i^T B S B z_i and its diagonal
-    # is mu q_i with q_i = z_i^T B z_i, so the score is n_i / (1 + q_i) up to a constant.
-    # A rank-one (Sherman-Morrison) update of B updates n and q in O(N r).
-    S = Z.T @ Z
-    B = np.eye(Z.shape[1]) / mu
-    q = np.einsum("ij,ij->i", Z, Z) / mu
-    n = np.einsum("ij,ij->i", Z @ S, Z) / mu**2
-    available = np.ones(len(Z), dtype=bool)
-    chosen: list[int] = []
-    while len(chosen) < k:
-        # Masking chosen rows keeps picks distinct even among duplicate images.
-        pick = int(np.argmax(np.where(available, n / (1.0 + q), -np.inf)))
-        chosen.append(pick)
-        available[pick] = False
-        u = B @ Z[pick]
-        c = 1.0 + Z[pick] @ u
-        Su = S @ u
-        a = Z @ u
-        n -= 2.0 * a * (Z @ (B @ Su)) / c - a**2 * (u @ Su) / c**2
-        q -= a**2 / c
-        B -= np.outer(u, u) / c
-    return chosen

@@ -45,6 +45,54 @@ def test_train_predict_and_reload_after_restart(config, dataset) -> None:
     assert again.post("/predict", json=predict_body(tasks[5:])).json["results"] == results
 
 
+def test_every_retrain_stores_its_predictions_of_the_unrated_tasks(config, dataset) -> None:
+    """What /predict would answer, stored in Label Studio for every unrated task, as the project's
+    model version; the previous version's predictions are deleted, others' kept."""
+    _, tasks = dataset
+    labelled = [rate(t, 90 - 5 * i) for i, t in enumerate(tasks[:5])]
+    app, service = make_app(config, labelled + tasks[5:])
+    studio = service._client_factory
+    studio.predictions.append({"task": tasks[5]["id"], "model_version": "someone-else", "result": []})
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    service.train(PROJECT)
+    mine = [p for p in studio.predictions if p["model_version"] == "ridge-v1"]
+    assert sorted(p["task"] for p in mine) == sorted(t["id"] for t in tasks[5:])
+    assert studio.model_version == "ridge-v1"
+    answered = client.post("/predict", json=predict_body(tasks[5:])).json["results"]
+    by_task = {p["task"]: p for p in mine}
+    assert [by_task[t["id"]]["result"] for t in tasks[5:]] == [r["result"] for r in answered]
+    assert [by_task[t["id"]]["score"] for t in tasks[5:]] == [r["score"] for r in answered]
+    status = client.get("/status").json["projects"][str(PROJECT)]["published"]
+    assert status["model_version"] == "ridge-v1" and status["tasks"] == len(tasks) - 5
+
+    studio.tasks = [rate(t, 50) for t in tasks[:6]] + tasks[6:]
+    service.train(PROJECT)
+    assert {p["model_version"] for p in studio.predictions} == {"ridge-v2", "someone-else"}
+    assert sorted(p["task"] for p in studio.predictions if p["model_version"] == "ridge-v2") == sorted(
+        t["id"] for t in tasks[6:])
+    assert studio.model_version == "ridge-v2"
+
+
+def test_a_failed_publish_keeps_the_new_model_and_says_why(config, dataset) -> None:
+    from ml_backend.errors import LabelStudioError
+
+    _, tasks = dataset
+    app, service = make_app(config, [rate(t, 40 + i) for i, t in enumerate(tasks[:4])] + tasks[4:])
+    studio = service._client_factory
+
+    def refuse(self, project_id, predictions):
+        raise LabelStudioError("Label Studio at http://localhost:8080 refused to import predictions: HTTP 500")
+
+    studio.import_predictions = refuse
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    assert service.train(PROJECT).model_version == "ridge-v1"
+    project = client.get("/status").json["projects"][str(PROJECT)]
+    assert project["model_version"] == "ridge-v1" and "HTTP 500" in project["published"]["error"]
+    assert client.post("/setup", json=setup_body()).json == {"model_version": "ridge-v1"}
+
+
 def test_webhook_retrains_in_background_and_bumps_version(config, dataset) -> None:
     _, tasks = dataset
     app, service = make_app(config, [rate(t, 50 + i) for i, t in enumerate(tasks[:3])])

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import io
 
-from ml_backend.labelstudio.exporting import Predicted, build_rows, image_name, newest_predictions, write_csv
+from ml_backend.labelstudio.exporting import Predicted, build_rows, image_name, newest_predictions
 from ml_backend.labelstudio.label_config import parse_label_config
+from ml_backend.mos_csv import write_csv
 from ml_backend.service.protocol import prediction as backend_prediction
 
 TAG = parse_label_config(

@@ -264,3 +264,22 @@ def test_bad_prior_settings_are_refused(tmp_path) -> None:
     fit_prior(X, y, "20 features", "test").save(tmp_path / "narrow.npz")
     with pytest.raises(ValueError, match="expects 20 features"):
         PREDICTORS.create("ridge", {"prior": str(tmp_path / "narrow.npz")}).fit(*linear_data(30, d=60))
+
+
+@pytest.mark.parametrize("n_labels", [40, 200])  # the exact path, and the normal-matrix path (n > d)
+def test_the_prior_column_weighs_as_121_copies_of_it(tmp_path, n_labels: int) -> None:
+    """One standardised column of weight 11 is the same regression, penalty and neighbours as
+    121 identical columns (the layout it replaced), without their memory and time."""
+    from ml_backend.prediction.prior import fit_prior, load_prior
+
+    X_other, y_other = linear_data(300, d=30, seed=7)
+    path = tmp_path / "prior.npz"
+    fit_prior(X_other, y_other, "test", "test").save(path)
+    X, y = linear_data(n_labels + 50, d=30, seed=8)
+    weighted = RidgePredictor(prior=str(path), max_exact=100).fit(X[:n_labels], y[:n_labels])
+    copies = np.hstack([X, np.repeat(load_prior(str(path)).predict(X)[:, None], 121, axis=1)])
+    plain = RidgePredictor(prior="none", max_exact=100).fit(copies[:n_labels], y[:n_labels])
+    assert weighted.alpha_ == plain.alpha_
+    for ours, theirs in zip(weighted.predict_with_confidence(X[n_labels:]),
+                            plain.predict_with_confidence(copies[n_labels:]), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
