@@ -138,6 +138,11 @@ def _seed(commands: argparse._SubParsersAction, config: Config) -> None:
                          f"also shipped: {', '.join(BUNDLED[1:])}, as label_config/ in the repository)")
     project.add_argument("--raters", type=int, help="annotations wanted per image (MOS = their mean); "
                          "default 1 for a new project, unchanged for an existing one")
+    project.add_argument("--mode", choices=("blind", "suggest"), default="blind",
+                         help="blind (default): raters see no model output, predictions only order the "
+                         "stream and fill the Data Manager and the export; suggest: a line 'model "
+                         "ridge-v3: 56 · confidence 0.42' under an empty score control (it anchors raters: "
+                         "README)")
     project.add_argument("--backend-url", default=config.backend_url or None,
                          help="ML backend URL as Label Studio reaches it (MOS_BACKEND_URL); omit to connect "
                          "it later in the UI")
@@ -171,7 +176,7 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
         selector_params=selector_params(args.selector, count, args.seed, args.eps, args.min_samples,
                                         args.include_outliers),
         features=_with_features(config, args), backend_url=args.backend_url, raters=args.raters,
-        progress=not args.no_progress,
+        progress=not args.no_progress, mode=args.mode,
         backend_auth=(config.basic_auth_user, config.basic_auth_pass)
         if config.basic_auth_user and config.basic_auth_pass else None,
     )

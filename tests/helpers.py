@@ -17,6 +17,7 @@ from ml_backend.config import Config
 from ml_backend.dev.fakes import export_only_label_studio
 from ml_backend.dev.local_stack import LabelStudioSettings, ManagedProcess, start_backend
 from ml_backend.labelstudio.client import LabelStudioClient
+from ml_backend.labelstudio.label_config import blind
 from ml_backend.service.app import create_app
 from ml_backend.service.service import MOSService
 
@@ -110,8 +111,10 @@ class Stack:
 
 
 # --- the backend in-process (Flask test client, Label Studio replaced by a fixed export) -----
-NUMBER_CONFIG = (REPO / "label_config" / "number_0_100.xml").read_text()
-RATING_CONFIG = (REPO / "label_config" / "rating_1_5.xml").read_text()
+#: The shipped configs as the default (blind) seed creates them; SUGGEST_CONFIG keeps the suggestion line.
+SUGGEST_CONFIG = (REPO / "label_config" / "number_0_100.xml").read_text()
+NUMBER_CONFIG = blind(SUGGEST_CONFIG)
+RATING_CONFIG = blind((REPO / "label_config" / "rating_1_5.xml").read_text())
 PROJECT = 5
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..labelstudio.label_config import bundled_config
+from ..labelstudio.label_config import blind, bundled_config
 
 
 def export_only_label_studio(tasks: list[dict[str, Any]], label_config: str | None = None) -> type:
     """A client class (``client_factory`` for ``MOSService``) whose project has ``tasks``;
     assign ``.tasks`` on the class to change the export."""
-    config = label_config if label_config is not None else bundled_config("number_0_100.xml").read_text()
+    config = label_config if label_config is not None else blind(bundled_config("number_0_100.xml").read_text())
 
     class ExportOnlyLabelStudio:
         def __init__(self, url: str, api_key: str) -> None:
@@ -91,8 +91,30 @@ class RecordingLabelStudio:
 
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
         self.writes.append("import_tasks")
+        start = len(self.projects[project_id]["tasks"])
         self.projects[project_id]["tasks"].extend(tasks)
-        return list(range(len(tasks)))
+        return list(range(start + 1, start + len(tasks) + 1))
+
+    def set_show_predictions(self, project_id: int, show: bool) -> None:
+        self.writes.append("set_show_predictions")
+        self.projects[project_id]["show_predictions"] = show
+
+    def set_uncertainty_sampling(self, project_id: int) -> None:
+        self.writes.append("set_uncertainty_sampling")
+
+    def ensure_view(self, project_id: int, title: str, ordering: list[str]) -> int:
+        self.writes.append("ensure_view")
+        self.projects[project_id].setdefault("views", {})[title] = ordering
+        return 1
+
+    def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
+        self.writes.append("import_predictions")
+        self.projects[project_id].setdefault("predictions", []).extend(predictions)
+        return len(predictions)
+
+    def set_model_version(self, project_id: int, version: str) -> None:
+        self.writes.append("set_model_version")
+        self.projects[project_id]["model_version"] = version
 
     def ml_backends(self, project_id: int) -> list[dict[str, Any]]:
         return list(self.projects[project_id]["backends"])

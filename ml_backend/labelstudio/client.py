@@ -205,6 +205,23 @@ class LabelStudioClient:
         """Whether the labelling view pre-fills from the predictions (blind mode: no)."""
         self.sdk.projects.update(id=project_id, show_collab_predictions=show)
 
+    @_translate("set the task order")
+    def set_uncertainty_sampling(self, project_id: int) -> None:
+        """The label stream hands out the lowest prediction ``score`` of the project's model
+        version first (Label Studio 1.23 has this in the community edition's API, not in its UI;
+        the stream ignores a Data Manager tab's order)."""
+        self.sdk.projects.update(id=project_id, sampling="Uncertainty sampling")
+
+    def ensure_view(self, project_id: int, title: str, ordering: list[str]) -> int:
+        """A Data Manager tab ``title`` with ``ordering`` (one key: Label Studio 1.23 sorts by the
+        first only); an existing tab of that title is kept."""
+        for view in self._raw("GET", "api/dm/views/", "list Data Manager tabs", params={"project": project_id}):
+            if (view.get("data") or {}).get("title") == title:
+                return int(view["id"])
+        data = {"title": title, "ordering": ordering, "filters": {"conjunction": "and", "items": []}}
+        return int(self._raw("POST", "api/dm/views/", "create a Data Manager tab",
+                             {"project": project_id, "data": data})["id"])
+
     def model_versions(self, project_id: int) -> dict[str, int]:
         """Model versions with predictions in the project, and how many each has."""
         return dict(self._raw("GET", f"api/projects/{project_id}/model-versions/", "list model versions"))
@@ -214,10 +231,10 @@ class LabelStudioClient:
         self._raw("DELETE", f"api/projects/{project_id}/model-versions/", "delete old predictions",
                   {"model_version": version})
 
-    def _raw(self, method: str, path: str, what: str, body: Any = None) -> Any:
+    def _raw(self, method: str, path: str, what: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         """An endpoint the SDK does not wrap; errors as ``LabelStudioError``."""
         try:
-            response = self.sdk._client_wrapper.httpx_client.request(path, method=method, json=body)
+            response = self.sdk._client_wrapper.httpx_client.request(path, method=method, json=body, params=params)
         except httpx.HTTPError as exc:
             raise LabelStudioError(f"cannot reach Label Studio at {self.url} to {what}: {exc} "
                                    "(is it running?)") from None

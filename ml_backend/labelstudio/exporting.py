@@ -12,7 +12,7 @@ from ..features.images import natural_key
 from ..mos_csv import MOSRow, write_csv_file
 from .aggregation import aggregate_ratings
 from .client import LabelStudioClient
-from .label_config import ScoreTag, parse_label_config
+from .label_config import ScoreTag, parse_label_config, read_confidence
 
 
 def image_name(task: dict[str, Any], tag: ScoreTag) -> str:
@@ -43,8 +43,7 @@ def newest_predictions(predictions: Iterable[dict[str, Any]], tag: ScoreTag) -> 
             continue
         order = (str(prediction.get("created_at") or ""), int(prediction.get("id") or 0))
         if task_id not in newest or order > newest[task_id][0]:
-            score = prediction.get("score")
-            confidence = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+            confidence = read_confidence(prediction)
             newest[task_id] = (order, Predicted(value, str(prediction.get("model_version") or ""), confidence))
     return {task_id: predicted for task_id, (_, predicted) in newest.items()}
 

@@ -38,6 +38,8 @@ def read_label_config(path: Path) -> str:
 
 #: Key of a predicted result item that holds the model's unrounded value (``{"mos": 56.37}``).
 PRECISE_KEY = "mos_annotator"
+#: Name of the read-only TextArea that shows the model's suggestion (suggest mode).
+SUGGESTION = "suggestion"
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class ScoreTag:
 
     For Rating: minimum 1, maximum ``maxRating`` (default 5), step 1. For Number: ``min``/``max``
     are None when absent (no bound), step defaults to 1 as in the editor's input; the step grid
-    starts at ``min``, or at 0 without one, exactly as the editor validates.
+    starts at ``min``, or at 0 without one, exactly as the editor validates. ``suggestion``: the
+    config has a ``<TextArea name="suggestion">`` on the same image (suggest mode).
     """
 
     kind: str
@@ -56,6 +59,7 @@ class ScoreTag:
     minimum: float | None
     maximum: float | None
     step: float
+    suggestion: bool = False
 
     def round(self, value: float) -> int | float:
         """Nearest value the editor accepts: on the step grid, inside [minimum, maximum]."""
@@ -79,14 +83,25 @@ class ScoreTag:
         high = self.maximum if self.maximum is not None else math.inf
         return float(min(max(value, low), high))
 
+    def prediction_result(self, value: float, confidence: float, version: str) -> list[dict[str, Any]]:
+        """A prediction's result list. Suggest mode: only a line of text under the score control
+        ("model ridge-v3: 56 · confidence 0.42"), which stays empty for the rater to fill;
+        otherwise the score itself (the editor pre-fills it). Either way the model's unrounded
+        value rides along under ``PRECISE_KEY`` for the export."""
+        shown = self.round(value)
+        if self.suggestion:
+            text = f"model {version}: {shown}{'' if self.kind == 'number' else ' stars'} · confidence {confidence:.2f}"
+            result = [{"from_name": SUGGESTION, "to_name": self.to_name, "type": "textarea",
+                       "value": {"text": [text]}}]
+        else:
+            result = self.to_result(shown)
+        result[0][PRECISE_KEY] = {"mos": round(self.clip(value), 4), "confidence": round(confidence, 4)}
+        return result
+
     def read_precise(self, result: list[dict[str, Any]]) -> float | None:
         """A prediction's unrounded value (``PRECISE_KEY``), else its score as ``read`` finds it."""
-        for item in result:
-            precise = item.get(PRECISE_KEY) if item.get("from_name") == self.from_name else None
-            value = precise.get("mos") if isinstance(precise, dict) else None
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                return float(value)
-        return self.read(result)
+        value = _precise(result, "mos")
+        return value if value is not None else self.read(result)
 
     def to_result(self, value: float) -> list[dict[str, Any]]:
         """Label Studio result list for a predicted score (rounded first, so it is accepted)."""
@@ -108,6 +123,25 @@ class ScoreTag:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
         return None
+
+
+def _precise(result: list[dict[str, Any]], key: str) -> float | None:
+    for item in result:
+        precise = item.get(PRECISE_KEY) if isinstance(item, dict) else None
+        value = precise.get(key) if isinstance(precise, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def read_confidence(prediction: dict[str, Any]) -> float | None:
+    """The model's confidence in a prediction: the one it stored under ``PRECISE_KEY`` (the
+    ``score`` may carry the rate-next order instead, see ``MOSService``), else the ``score``."""
+    confidence = _precise(prediction.get("result") or [], "confidence")
+    score = prediction.get("score")
+    if confidence is None and isinstance(score, (int, float)) and not isinstance(score, bool):
+        confidence = float(score)
+    return confidence
 
 
 def parse_label_config(xml: str) -> ScoreTag:
@@ -149,7 +183,19 @@ def parse_label_config(xml: str) -> ScoreTag:
             raise LabelConfigError(f"<Number> step must be at least {MIN_STEP:g}, got {step:g}")
         if minimum is not None and maximum is not None and maximum < minimum:
             raise LabelConfigError(f"<Number> max ({maximum}) is below min ({minimum})")
-    return ScoreTag(kind, from_name, to_name, value[1:], minimum, maximum, step)
+    suggestion = any(tag == "textarea" and a.get("name") == SUGGESTION and a.get("toname") == to_name
+                     for tag, a in elements)
+    return ScoreTag(kind, from_name, to_name, value[1:], minimum, maximum, step, suggestion)
+
+
+def blind(xml: str) -> str:
+    """The config without its suggestion line (blind mode: the rater sees no model output)."""
+    root = ET.fromstring(xml)
+    for parent in root.iter():
+        for child in list(parent):
+            if child.tag.lower() == "textarea" and child.get("name") == SUGGESTION:
+                parent.remove(child)
+    return ET.tostring(root, encoding="unicode")
 
 
 def _number(attrs: dict[str, str], key: str, default: str) -> float:

@@ -15,9 +15,12 @@ from ..errors import SeedError
 from ..features.extractor import FeatureExtractor
 from ..features.images import list_images
 from ..selection import SELECTORS
+from . import rate_next
 from .client import LabelStudioClient
-from .label_config import bundled_config, parse_label_config, read_label_config
+from .label_config import blind, bundled_config, parse_label_config, read_label_config
 from .task_images import local_files_url
+
+MODES = ("blind", "suggest")
 
 
 def selector_params(selector: str, n_select: int | None = None, seed: int = 0, eps: float | None = None,
@@ -46,6 +49,9 @@ class SeedOptions:
     backend_auth: tuple[str, str] | None = None
     raters: int | None = None  # None: 1 for a new project, unchanged for an existing one
     progress: bool = True
+    #: blind: the rater sees no model output; suggest: a line "model ridge-v3: 56 · confidence
+    #: 0.42" under an empty score control (README, "Blind or suggest").
+    mode: str = "blind"
 
 
 @dataclass
@@ -78,7 +84,11 @@ def _check_folder(options: SeedOptions) -> tuple[Path, Path]:
 
 def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
     folder, root = _check_folder(options)
+    if options.mode not in MODES:
+        raise SeedError(f"mode must be one of {', '.join(MODES)}, got {options.mode!r}")
     label_config = read_label_config(options.label_config)
+    if options.mode == "blind":
+        label_config = blind(label_config)
     tag = parse_label_config(label_config)
     # Bad settings, weights, a wrong token or a stopped server fail here, before minutes of features.
     selector = SELECTORS.create(options.selector, options.selector_params)
@@ -108,6 +118,9 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
 
     project_id, created = _project(client, options, label_config, folder)
     client.ensure_local_storage(project_id, folder)
+    client.set_show_predictions(project_id, options.mode == "suggest")
+    client.set_uncertainty_sampling(project_id)  # see rate_next: the stream's order
+    client.ensure_view(project_id, rate_next.TAB_TITLE, rate_next.TAB_ORDERING)
     present = {str(data.get(tag.data_key)) for data in client.task_data(project_id)}
     tasks = []
     for index in order:
@@ -120,7 +133,11 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
             "cluster": clusters[index],
         })
     if tasks:
-        client.import_tasks(project_id, tasks)  # one request: task ids follow this order
+        ids = client.import_tasks(project_id, tasks)  # one request: task ids follow this order
+        if created:  # the backend's first model replaces these
+            first = [task_id for task_id, task in zip(ids, tasks, strict=True) if task["representative"]]
+            client.import_predictions(project_id, rate_next.placeholders(first))
+            client.set_model_version(project_id, rate_next.SEED_VERSION)
     backend = _connect_backend(client, project_id, options.backend_url, options.backend_auth)
     return SeedReport(
         project_id=project_id,

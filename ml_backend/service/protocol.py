@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import LabelConfigError, RequestError
-from ..labelstudio.label_config import PRECISE_KEY, ScoreTag, parse_label_config
+from ..labelstudio.label_config import ScoreTag, parse_label_config
 from ..labelstudio.webhooks import parse_project_id
 
 
@@ -96,13 +96,9 @@ def _extra_params(extra: Any) -> dict[str, Any]:
 
 
 def prediction(tag: ScoreTag, value: float, confidence: float, version: str) -> dict[str, Any]:
-    """One task's answer: the value rounded to what the tag accepts, confidence as ``score``.
-    The model's own value (inside the scale, not rounded) rides along under ``PRECISE_KEY`` for
-    the export; Label Studio stores result items as they come and the editor reads ``value``."""
-    result = tag.to_result(tag.round(value))
-    result[0][PRECISE_KEY] = {"mos": round(tag.clip(value), 4)}
+    """One task's answer (``ScoreTag.prediction_result``), the confidence as ``score``."""
     return {
-        "result": result,
+        "result": tag.prediction_result(value, confidence, version),
         "score": round(min(max(confidence, 0.0), 1.0), 4),
         "model_version": version,
     }

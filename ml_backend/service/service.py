@@ -26,6 +26,7 @@ import numpy as np
 from ..config import Config
 from ..errors import ConfigError, ImageReadError, LabelStudioError, RequestError, TaskImageError
 from ..features.extractor import FeatureExtractor
+from ..labelstudio import rate_next
 from ..labelstudio.aggregation import aggregate_ratings
 from ..labelstudio.client import LabelStudioClient
 from ..labelstudio.label_config import ScoreTag, parse_label_config
@@ -84,6 +85,7 @@ class MOSService:
         self._caught_up: set[int] = set()
         self._unknown_logged: set[int] = set()
         self._published: dict[int, dict[str, Any]] = {}  # project -> what the last publish did
+        self._train_lock = threading.Lock()
         self.trainer = TrainingQueue(self.train)
 
     def start(self) -> None:
@@ -323,6 +325,10 @@ class MOSService:
 
         ``force=False`` (a catch-up) keeps the current model when Label Studio has nothing new.
         """
+        with self._train_lock:  # the trainer's thread, and direct calls (tests, tools), one at a time
+            return self._train(project_id, force)
+
+    def _train(self, project_id: int, force: bool) -> ProjectState:
         started = time.perf_counter()
         self._caught_up.add(project_id)  # this retrain is the catch-up
         client = self.client(project_id)
@@ -391,6 +397,7 @@ class MOSService:
             stored = [{"task": unrated[index]["id"], **prediction(tag, float(values[row]), float(confidence[row]),
                                                                   version)}
                       for row, index in enumerate(found.ok)]
+            _order_for_the_stream(stored, [unrated[index] for index in found.ok])
         try:
             client.import_predictions(project_id, stored)
             client.set_model_version(project_id, version)
@@ -408,10 +415,24 @@ class MOSService:
                  project_id, len(stored), version, elapsed, len(old))
 
 
+def _order_for_the_stream(stored: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> None:
+    """Scores that make Label Studio's uncertainty sampling hand out the unrated representatives
+    first (in seed order, i.e. task id), then the least confident (see ``labelstudio.rate_next``)."""
+    first = sorted((task["id"], i) for i, task in enumerate(tasks)
+                   if isinstance(task.get("data"), dict) and task["data"].get("representative") == 1)
+    for (_, i), score in zip(first, rate_next.representative_scores(len(first)), strict=True):
+        stored[i]["score"] = score
+    chosen = {i for _, i in first}
+    for i, item in enumerate(stored):
+        if i not in chosen:
+            item["score"] = rate_next.queue_score(item["score"])
+
+
 def _is_ours(version: str) -> bool:
-    """A model version this backend names (``<predictor>-v<n>`` or untrained)."""
+    """A model version this backend (or the seed) names: ``<predictor>-v<n>``, untrained, the
+    seed's placeholders."""
     name, _, number = version.rpartition("-v")
-    return version == UNTRAINED or (name in PREDICTORS.names() and number.isdigit())
+    return version in (UNTRAINED, rate_next.SEED_VERSION) or (name in PREDICTORS.names() and number.isdigit())
 
 
 def _reference(task: dict[str, Any], key: str) -> str:

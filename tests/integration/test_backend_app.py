@@ -48,26 +48,36 @@ def test_train_predict_and_reload_after_restart(config, dataset) -> None:
 def test_every_retrain_stores_its_predictions_of_the_unrated_tasks(config, dataset) -> None:
     """What /predict would answer, stored in Label Studio for every unrated task, as the project's
     model version; the previous version's predictions are deleted, others' kept."""
+    from ml_backend.labelstudio import rate_next
+    from ml_backend.labelstudio.label_config import read_confidence
+
     _, tasks = dataset
+    tasks = [{**t, "data": {**t["data"], "representative": int(i in (0, 1, 7, 9))}} for i, t in enumerate(tasks)]
     labelled = [rate(t, 90 - 5 * i) for i, t in enumerate(tasks[:5])]
     app, service = make_app(config, labelled + tasks[5:])
     studio = service._client_factory
     studio.predictions.append({"task": tasks[5]["id"], "model_version": "someone-else", "result": []})
     client = app.test_client()
     client.post("/setup", json=setup_body())
-    service.train(PROJECT)
+    assert service.trainer.wait_idle(60)  # the first request's catch-up trains ridge-v1
     mine = [p for p in studio.predictions if p["model_version"] == "ridge-v1"]
     assert sorted(p["task"] for p in mine) == sorted(t["id"] for t in tasks[5:])
     assert studio.model_version == "ridge-v1"
     answered = client.post("/predict", json=predict_body(tasks[5:])).json["results"]
     by_task = {p["task"]: p for p in mine}
     assert [by_task[t["id"]]["result"] for t in tasks[5:]] == [r["result"] for r in answered]
-    assert [by_task[t["id"]]["score"] for t in tasks[5:]] == [r["score"] for r in answered]
+    assert [read_confidence(by_task[t["id"]]) for t in tasks[5:]] == [r["score"] for r in answered]
+    # The stored score is the stream's order: the unrated representatives (tasks 8 and 10) first,
+    # in seed order, then the least confident.
+    order = [p["task"] for p in sorted(mine, key=lambda p: p["score"])]
+    assert order[:2] == [tasks[7]["id"], tasks[9]["id"]]
+    rest = [by_task[task_id] for task_id in order[2:]]
+    assert [p["score"] for p in rest] == sorted(max(read_confidence(p), rate_next.FLOOR) for p in rest)
     status = client.get("/status").json["projects"][str(PROJECT)]["published"]
     assert status["model_version"] == "ridge-v1" and status["tasks"] == len(tasks) - 5
 
     studio.tasks = [rate(t, 50) for t in tasks[:6]] + tasks[6:]
-    service.train(PROJECT)
+    assert service.train(PROJECT).model_version == "ridge-v2"
     assert {p["model_version"] for p in studio.predictions} == {"ridge-v2", "someone-else"}
     assert sorted(p["task"] for p in studio.predictions if p["model_version"] == "ridge-v2") == sorted(
         t["id"] for t in tasks[6:])
@@ -87,7 +97,7 @@ def test_a_failed_publish_keeps_the_new_model_and_says_why(config, dataset) -> N
     studio.import_predictions = refuse
     client = app.test_client()
     client.post("/setup", json=setup_body())
-    assert service.train(PROJECT).model_version == "ridge-v1"
+    assert service.trainer.wait_idle(60)  # the catch-up retrain, whose publish fails
     project = client.get("/status").json["projects"][str(PROJECT)]
     assert project["model_version"] == "ridge-v1" and "HTTP 500" in project["published"]["error"]
     assert client.post("/setup", json=setup_body()).json == {"model_version": "ridge-v1"}

@@ -61,3 +61,26 @@ def test_cli_refuses_zero_representatives_and_a_missing_output_folder(folder: Pa
     assert exported.returncode == 1
     assert exported.stderr.strip() == f"error: output folder {tmp_path / 'missing'} does not exist"
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("mode", ["blind", "suggest"])
+def test_the_mode_sets_what_raters_see_and_the_stream_starts_with_the_representatives(
+        folder: Path, tmp_path: Path, mode: str) -> None:
+    from ml_backend.labelstudio import rate_next
+    from ml_backend.labelstudio.label_config import parse_label_config
+
+    client = RecordingLabelStudio()
+    report = seed_project(client, options(folder, tmp_path, mode=mode))
+    project = client.projects[report.project_id]
+    assert parse_label_config(project["label_config"]).suggestion is (mode == "suggest")
+    assert project["show_predictions"] is (mode == "suggest")
+    assert "set_uncertainty_sampling" in client.writes
+    assert project["views"] == {rate_next.TAB_TITLE: ["tasks:predictions_score"]}
+    # Placeholders of the representatives (task ids 1..4, imported first), scores rising in pick order.
+    placeholders = project["predictions"]
+    assert [p["task"] for p in placeholders] == [1, 2, 3, 4]
+    scores = [p["score"] for p in placeholders]
+    assert scores == sorted(scores) and scores[-1] < rate_next.FLOOR
+    assert project["model_version"] == rate_next.SEED_VERSION
+    with pytest.raises(SeedError, match="mode must be one of blind, suggest"):
+        seed_project(client, options(folder, tmp_path, mode="loud"))

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ml_backend.labelstudio.label_config import LabelConfigError, ScoreTag, parse_label_config
+from ml_backend.labelstudio.label_config import PRECISE_KEY, LabelConfigError, ScoreTag, blind, parse_label_config
 from tests.helpers import REPO
 
 CONFIGS = REPO / "label_config"
@@ -27,13 +27,26 @@ def editor_accepts(tag: ScoreTag, value: float) -> bool:
 
 
 def test_shipped_number_config() -> None:
-    tag = parse_label_config((CONFIGS / "number_0_100.xml").read_text())
-    assert tag == ScoreTag("number", "mos", "image", "image", 0.0, 100.0, 1.0)
+    xml = (CONFIGS / "number_0_100.xml").read_text()
+    assert parse_label_config(xml) == ScoreTag("number", "mos", "image", "image", 0.0, 100.0, 1.0, suggestion=True)
+    assert parse_label_config(blind(xml)) == ScoreTag("number", "mos", "image", "image", 0.0, 100.0, 1.0)
 
 
 def test_shipped_rating_config() -> None:
-    tag = parse_label_config((CONFIGS / "rating_1_5.xml").read_text())
-    assert tag == ScoreTag("rating", "rating", "image", "image", 1.0, 5.0, 1.0)
+    xml = (CONFIGS / "rating_1_5.xml").read_text()
+    assert parse_label_config(xml) == ScoreTag("rating", "rating", "image", "image", 1.0, 5.0, 1.0, suggestion=True)
+    assert parse_label_config(blind(xml)).suggestion is False
+    assert "defaultZoom=\"auto\"" in blind(xml)  # the rest of the view stays: never upscaled
+
+
+def test_suggest_mode_shows_a_line_and_leaves_the_score_to_the_rater() -> None:
+    xml = (CONFIGS / "number_0_100.xml").read_text()
+    (item,) = parse_label_config(xml).prediction_result(56.37, 0.4213, "ridge-v3")
+    assert (item["from_name"], item["type"]) == ("suggestion", "textarea")
+    assert item["value"] == {"text": ["model ridge-v3: 56 · confidence 0.42"]}
+    assert item[PRECISE_KEY] == {"mos": 56.37, "confidence": 0.4213}
+    (score,) = parse_label_config(blind(xml)).prediction_result(56.37, 0.4213, "ridge-v3")
+    assert (score["from_name"], score["value"]) == ("mos", {"number": 56})
 
 
 def test_rating_defaults_to_five_stars_and_first_score_tag_wins() -> None:
