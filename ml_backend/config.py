@@ -88,6 +88,10 @@ class Config:
         "on: after every retrain the backend stores its predictions for all unrated tasks in Label "
         "Studio and makes that model version the project's (Data Manager columns, sorting, the "
         "stream); off: Label Studio asks /predict task by task.")
+    webhook_wait: float = setting(
+        0.9, "MOS_WEBHOOK_WAIT",
+        "Seconds a webhook waits for the retrain it queued (Label Studio waits 1 s for it inside the "
+        "rater's submit): when it finishes in time, the next image shows the new model. 0: answer at once.")
     knn_k: int = setting(5, "MOS_KNN_K", "KNN neighbours (per project: extra_params `n_neighbors`).",
                          ("predictor", "knn", "n_neighbors"))
     knn_weights: str = setting("distance", "MOS_KNN_WEIGHTS",
@@ -146,6 +150,14 @@ class Config:
 def _parse(item: dataclasses.Field, raw: str) -> Any:
     name = item.metadata["env"]
     kind = item.type if isinstance(item.type, str) else item.type.__name__
+    if kind == "float":
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number") from None
+        if not 0 <= value <= 60:
+            raise ConfigError(f"{name}={raw!r} must be between 0 and 60")
+        return value
     if kind == "int":
         try:
             return int(raw)

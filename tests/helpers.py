@@ -128,7 +128,7 @@ def rate(task: dict[str, Any], value: float, key: str = "number", name: str = "m
 
 def make_app(config: Config, tasks: list[dict[str, Any]], label_config: str = NUMBER_CONFIG):
     """The Flask app and its service, over a Label Studio that exports ``tasks``."""
-    service = MOSService(config, client_factory=export_only_label_studio(tasks, label_config))
+    service = MOSService(config, client_factory=export_only_label_studio(tasks, label_config, PROJECT))
     return create_app(config, service), service
 
 

@@ -11,9 +11,10 @@ from typing import Any
 from ..labelstudio.label_config import blind, bundled_config
 
 
-def export_only_label_studio(tasks: list[dict[str, Any]], label_config: str | None = None) -> type:
-    """A client class (``client_factory`` for ``MOSService``) whose project has ``tasks``;
-    assign ``.tasks`` on the class to change the export."""
+def export_only_label_studio(tasks: list[dict[str, Any]], label_config: str | None = None,
+                             project_id: int | None = None) -> type:
+    """A client class (``client_factory`` for ``MOSService``) whose project (``project_id``) has
+    ``tasks``; assign ``.tasks`` on the class to change the export."""
     config = label_config if label_config is not None else blind(bundled_config("number_0_100.xml").read_text())
 
     class ExportOnlyLabelStudio:
@@ -25,6 +26,10 @@ def export_only_label_studio(tasks: list[dict[str, Any]], label_config: str | No
 
         def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
             return ExportOnlyLabelStudio.tasks
+
+        def task(self, task_id: int) -> dict[str, Any]:
+            task = next(t for t in ExportOnlyLabelStudio.tasks if t["id"] == task_id)
+            return {"project": project_id, **task}
 
         # What the backend publishes is kept on the class: ``.predictions``, ``.model_version``.
         def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:

@@ -137,6 +137,10 @@ class LabelStudioClient:
         response = self.sdk.projects.import_tasks(id=project_id, request=tasks, return_task_ids=True)
         return [int(i) for i in (response.task_ids or [])]
 
+    def task(self, task_id: int) -> dict[str, Any]:
+        """One task with its full annotations (what the export holds for it), and its project."""
+        return dict(self._raw("GET", f"api/tasks/{task_id}", f"read task {task_id}"))
+
     @_translate("export the project")
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task with full annotations (predictions there are ids only: use ``predictions``)."""

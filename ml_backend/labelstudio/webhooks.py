@@ -26,10 +26,18 @@ KNOWN_IGNORED_ACTIONS = frozenset(
 )
 
 
+#: Events about one task's annotations: the retrain can fetch that task alone.
+TASK_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED"})
+#: Events after which the project's task list or label config must be read again.
+REFRESH_ACTIONS = frozenset({"TASKS_CREATED", "TASKS_DELETED", "PROJECT_UPDATED", "ANNOTATIONS_DELETED"})
+
+
 @dataclass(frozen=True)
 class WebhookEvent:
     action: str
     project_id: int | None
+    #: The annotated task (TASK_ACTIONS only), as the webhook names it: unverified.
+    task_id: int | None = None
 
     @property
     def triggers_training(self) -> bool:
@@ -45,7 +53,7 @@ MAX_ID = 2**63 - 1
 
 
 def parse_project_id(value: Any) -> int | None:
-    """Project ids arrive as ``{"id": 3, ...}``, ``3``, or ``"3.1700000000"`` (id.created-at in
+    """A project (or task) id. Project ids arrive as ``{"id": 3, ...}``, ``3``, or ``"3.1700000000"`` (id.created-at in
     /setup). Only positive ids written with ASCII digits count ("٣" is a digit to Python)."""
     if isinstance(value, dict):
         value = value.get("id")
@@ -73,4 +81,6 @@ def parse_webhook(payload: Any) -> WebhookEvent:
             project_id = parse_project_id(task.get("project"))
     if action in RETRAIN_ACTIONS and project_id is None:
         raise WebhookError(f"webhook {action} has no usable 'project' field")
-    return WebhookEvent(action=action, project_id=project_id)
+    task = payload.get("task")
+    task_id = parse_project_id(task) if action in TASK_ACTIONS and isinstance(task, dict) else None
+    return WebhookEvent(action=action, project_id=project_id, task_id=task_id)

@@ -31,7 +31,7 @@ from ..labelstudio.aggregation import aggregate_ratings
 from ..labelstudio.client import LabelStudioClient
 from ..labelstudio.label_config import ScoreTag, parse_label_config
 from ..labelstudio.task_images import resolve_task_image
-from ..labelstudio.webhooks import parse_webhook
+from ..labelstudio.webhooks import REFRESH_ACTIONS, parse_webhook
 from ..prediction import PREDICTORS
 from ..prediction.base import Predictor
 from .protocol import empty_prediction, parse_predict, parse_setup, prediction
@@ -86,6 +86,11 @@ class MOSService:
         self._unknown_logged: set[int] = set()
         self._published: dict[int, dict[str, Any]] = {}  # project -> what the last publish did
         self._train_lock = threading.Lock()
+        # What the last retrain read from Label Studio, and what webhooks said changed since.
+        self._cache_lock = threading.Lock()
+        self._task_cache: dict[int, tuple[dict[int, dict[str, Any]], str]] = {}
+        self._changed: dict[int, set[int]] = {}
+        self._stale: set[int] = set()
         self.trainer = TrainingQueue(self.train)
 
     def start(self) -> None:
@@ -272,7 +277,16 @@ class MOSService:
         return {"results": results, "model_version": version}
 
     def webhook(self, payload: Any) -> dict[str, Any]:
+        """Queue a retrain and wait for it up to ``MOS_WEBHOOK_WAIT`` seconds: Label Studio sends
+        the webhook inside the rater's submit, so when the retrain (and the stored predictions)
+        finish within it, the next image already shows the model that knows this rating."""
         event = parse_webhook(payload)
+        if event.project_id is not None and self._known(event.project_id):
+            with self._cache_lock:
+                if event.task_id is not None:
+                    self._changed.setdefault(event.project_id, set()).add(event.task_id)
+                elif event.action in REFRESH_ACTIONS:
+                    self._stale.add(event.project_id)
         if not event.triggers_training:
             level = logging.INFO if event.known else logging.WARNING
             log.log(level, "webhook %s ignored", event.action)
@@ -287,7 +301,8 @@ class MOSService:
         queued = self.trainer.request(event.project_id)
         log.info("webhook %s: retrain of project %s %s", event.action, event.project_id,
                  "queued" if queued else "already queued")
-        return {"status": "queued", "action": event.action, "project": event.project_id}
+        done = self.config.webhook_wait > 0 and self.trainer.wait_idle(self.config.webhook_wait)
+        return {"status": "trained" if done else "queued", "action": event.action, "project": event.project_id}
 
     def status(self) -> dict[str, Any]:
         """What each loaded project's model knows, whether a retrain is running, and the last
@@ -332,9 +347,8 @@ class MOSService:
         started = time.perf_counter()
         self._caught_up.add(project_id)  # this retrain is the catch-up
         client = self.client(project_id)
-        label_config = client.get_label_config(project_id)
+        tasks, label_config = self._project_tasks(client, project_id, incremental=force)
         tag = parse_label_config(label_config)
-        tasks = client.export_tasks(project_id)
         fetched = time.perf_counter()
         stats = aggregate_ratings(tasks, tag)
         by_id = {task["id"]: task for task in tasks}
@@ -379,6 +393,41 @@ class MOSService:
         if predictor is not None and self.config.publish == "on":
             self._publish(client, tasks, tag, state, predictor)
         return state
+
+    def _project_tasks(self, client: LabelStudioClient, project_id: int,
+                       incremental: bool) -> tuple[list[dict[str, Any]], str]:
+        """Every task of the project with its annotations, and its label config.
+
+        The full export (seconds for thousands of tasks) runs the first time, for a catch-up or
+        Start Training, and after task, config or deletion events; otherwise the copy from the
+        last retrain is used with only the tasks that annotation webhooks named fetched again
+        (one request each), so a retrain after a rating takes a fraction of a second. A task id
+        from a webhook counts only if Label Studio says the task is in this project."""
+        with self._cache_lock:
+            changed = self._changed.pop(project_id, set())
+            stale = project_id in self._stale
+            self._stale.discard(project_id)
+            cached = self._task_cache.get(project_id)
+        try:
+            if incremental and cached is not None and changed and not stale and changed <= cached[0].keys():
+                by_id, label_config = dict(cached[0]), cached[1]
+                for task_id in sorted(changed):
+                    task = client.task(task_id)
+                    if task.get("project") != project_id or task.get("id") != task_id:
+                        log.warning("project %s: webhook named task %s of another project: ignored", project_id,
+                                    task_id)
+                        continue
+                    by_id[task_id] = task
+            else:
+                label_config = client.get_label_config(project_id)
+                by_id = {task["id"]: task for task in client.export_tasks(project_id)}
+        except Exception:
+            with self._cache_lock:
+                self._stale.add(project_id)  # the retry reads everything again
+            raise
+        with self._cache_lock:
+            self._task_cache[project_id] = (by_id, label_config)
+        return list(by_id.values()), label_config
 
     def _publish(self, client: LabelStudioClient, tasks: list[dict[str, Any]], tag: ScoreTag, state: ProjectState,
                  predictor: Predictor) -> None:

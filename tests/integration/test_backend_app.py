@@ -109,7 +109,7 @@ def test_webhook_retrains_in_background_and_bumps_version(config, dataset) -> No
     client = app.test_client()
     client.post("/setup", json=setup_body())
     payload = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1}, "task": {"id": 1}, "project": {"id": PROJECT}}
-    assert client.post("/webhook", json=payload).json["status"] == "queued"
+    assert client.post("/webhook", json=payload).json["status"] in ("queued", "trained")  # waited <= 0.9 s
     assert service.trainer.wait_idle(60)
     assert client.get("/status").json["projects"][str(PROJECT)]["model_version"] == "ridge-v1"
     client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": PROJECT}})
@@ -204,3 +204,32 @@ def test_similarity_predictor_gets_the_image_files(config, dataset) -> None:
     results = client.post("/predict", json=predict_body(tasks[5:8])).json["results"]
     assert len(results) == 3 and all(0 <= r["result"][0]["value"]["number"] <= 100 for r in results)
     assert client.post("/setup", json=setup_body(extra={"predictor": "similarity", "alpha": -1})).status_code == 400
+
+
+def test_a_rating_webhook_refetches_only_its_task_and_answers_once_trained(config, dataset) -> None:
+    """After the first full export, an annotation webhook fetches that one task: the retrain sees
+    its new rating without a new export, and the webhook returns once the model is in place."""
+    import dataclasses
+
+    _, tasks = dataset
+    app, service = make_app(dataclasses.replace(config, webhook_wait=60), [rate(t, 50 + i) for i, t in
+                                                                           enumerate(tasks[:3])] + tasks[3:])
+    studio = service._client_factory
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    assert service.trainer.wait_idle(60)  # catch-up: the full export
+    exports = []
+    original = studio.export_tasks
+    studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
+    studio.tasks = [rate(t, 50 + i) for i, t in enumerate(tasks[:4])] + tasks[4:]
+    payload = {"action": "ANNOTATION_CREATED", "task": {"id": tasks[3]["id"]}, "project": {"id": PROJECT}}
+    assert client.post("/webhook", json=payload).json["status"] == "trained"
+    project = client.get("/status").json["projects"][str(PROJECT)]
+    assert (project["n_labels"], project["model_version"], exports) == (4, "ridge-v2", [])
+    # A task id from another project is not taken in; deletions and new tasks read everything again.
+    studio.task = lambda self, task_id: {"project": PROJECT + 1, "id": task_id, "annotations": []}
+    payload = {"action": "ANNOTATION_UPDATED", "task": {"id": tasks[0]["id"]}, "project": {"id": PROJECT}}
+    client.post("/webhook", json=payload)
+    assert client.get("/status").json["projects"][str(PROJECT)]["n_labels"] == 4 and exports == []
+    client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [], "project": {"id": PROJECT}})
+    assert exports == [PROJECT]

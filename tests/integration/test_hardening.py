@@ -216,7 +216,7 @@ def test_webhooks_for_unknown_projects_queue_nothing(config: Config, dataset) ->
         assert answer.json["status"] == "ignored"
     started = time.monotonic()
     real = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": PROJECT}})
-    assert real.json["status"] == "queued"
+    assert real.json["status"] in ("queued", "trained")
     assert service.trainer.wait_idle(60) and time.monotonic() - started < 20
     assert client.get("/status").json["projects"][str(PROJECT)]["n_labels"] == 4
     assert set(client.get("/status").json["projects"]) == {str(PROJECT)}
