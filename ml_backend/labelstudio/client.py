@@ -109,10 +109,16 @@ class LabelStudioClient:
         )
         return int(project.id)
 
+    def _update_project(self, project_id: int, **fields: Any) -> None:
+        """PATCH the project. Label Studio 1.23 clears the project's model version on any update
+        that does not name it, so the current one is sent along."""
+        version = self.sdk.projects.get(id=project_id).model_version
+        self.sdk.projects.update(id=project_id, **fields, **({"model_version": version} if version else {}))
+
     @_translate("update the project")
     def set_raters(self, project_id: int, raters: int) -> None:
         """How many people rate each image; the MOS is the mean over them."""
-        self.sdk.projects.update(id=project_id, maximum_annotations=raters, overlap_cohort_percentage=100)
+        self._update_project(project_id, maximum_annotations=raters, overlap_cohort_percentage=100)
 
     @_translate("set up local files storage")
     def ensure_local_storage(self, project_id: int, folder: Path) -> None:
@@ -207,14 +213,14 @@ class LabelStudioClient:
     @_translate("set how predictions are shown")
     def set_show_predictions(self, project_id: int, show: bool) -> None:
         """Whether the labelling view pre-fills from the predictions (blind mode: no)."""
-        self.sdk.projects.update(id=project_id, show_collab_predictions=show)
+        self._update_project(project_id, show_collab_predictions=show)
 
     @_translate("set the task order")
     def set_uncertainty_sampling(self, project_id: int) -> None:
         """The label stream hands out the lowest prediction ``score`` of the project's model
         version first (Label Studio 1.23 has this in the community edition's API, not in its UI;
         the stream ignores a Data Manager tab's order)."""
-        self.sdk.projects.update(id=project_id, sampling="Uncertainty sampling")
+        self._update_project(project_id, sampling="Uncertainty sampling")
 
     def ensure_view(self, project_id: int, title: str, ordering: list[str]) -> int:
         """A Data Manager tab ``title`` with ``ordering`` (one key: Label Studio 1.23 sorts by the

@@ -132,13 +132,13 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
             "representative": int(index in representative),
             "cluster": clusters[index],
         })
-    if tasks:
-        ids = client.import_tasks(project_id, tasks)  # one request: task ids follow this order
-        if created:  # the backend's first model replaces these
-            first = [task_id for task_id, task in zip(ids, tasks, strict=True) if task["representative"]]
-            client.import_predictions(project_id, rate_next.placeholders(first))
-            client.set_model_version(project_id, rate_next.SEED_VERSION)
+    ids = client.import_tasks(project_id, tasks) if tasks else []  # one request: task ids follow this order
+    # Connecting the backend resets the project's model version: the placeholders come after.
     backend = _connect_backend(client, project_id, options.backend_url, options.backend_auth)
+    if created and ids:  # the backend's first model replaces these
+        first = [task_id for task_id, task in zip(ids, tasks, strict=True) if task["representative"]]
+        client.import_predictions(project_id, rate_next.placeholders(first))
+        client.set_model_version(project_id, rate_next.SEED_VERSION)
     return SeedReport(
         project_id=project_id,
         project_url=client.project_url(project_id),

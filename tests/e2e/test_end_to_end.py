@@ -68,7 +68,7 @@ def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
         task = stack.api("GET", f"/api/projects/{project_id}/next").json()
         assert task["id"] == tasks[position].id
         assert task["data"]["representative"] == 1
-        if position == 0:
+        if position == 0:  # blind mode (the default): the rater is shown no prediction
             assert not task.get("predictions"), task.get("predictions")
         value = human_rating(levels[task["data"]["image_name"]])
         stack.api("POST", f"/api/tasks/{task['id']}/annotations",
@@ -99,10 +99,11 @@ def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
     assert trained["published"]["tasks"] == len(unrated)
     assert client.get_project(project_id).model_version == version
 
-    # The next (unrated) task comes with a prediction of the new model version.
+    # The next (unrated) task has a prediction of the new model version (stored, not shown: blind).
     task = stack.api("GET", f"/api/projects/{project_id}/next").json()
     assert task["id"] not in rated
-    predictions = [p for p in task["predictions"] if p["model_version"] == version]
+    predictions = [p for p in client.predictions(project_id)
+                   if p["task"] == task["id"] and p["model_version"] == version]
     assert len(predictions) == 1, task["predictions"]
     prediction = predictions[0]
     (item,) = prediction["result"]
@@ -139,7 +140,9 @@ def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
     predicted_by_task = {}
     for p in sorted(client.predictions(project_id), key=lambda p: (p["created_at"], p["id"])):
         if p["result"]:
-            predicted_by_task[p["task"]] = (p["result"][0]["value"]["number"], p["model_version"])
+            item = p["result"][0]  # the editor's rounded value, and the model's own beside it
+            assert abs(item["mos_annotator"]["mos"] - item["value"]["number"]) <= 0.5
+            predicted_by_task[p["task"]] = (item["mos_annotator"]["mos"], p["model_version"])
     task_of = {t.data["image_name"]: t.id for t in tasks}
     for row in rows:
         task_id = task_of[row["Image_Name"]]
@@ -151,7 +154,8 @@ def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
         else:
             expected_value, expected_version = predicted_by_task[task_id]
             assert row["Source"] == "predicted"
-            assert float(row["MOS"]) == expected_value
+            assert float(row["MOS"]) == pytest.approx(expected_value, abs=1e-4)
+            assert 0.0 <= float(row["Confidence"]) <= 1.0
             assert row["Model_Version"] == expected_version == version
             assert row["N_Ratings"] == "0"
     assert sum(r["Source"] == "human" for r in rows) == N_REPRESENTATIVES
