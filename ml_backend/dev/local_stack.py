@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -32,9 +33,17 @@ def new_token() -> str:
     return secrets.token_hex(20)
 
 
-def wait_for_health(url: str, process: subprocess.Popen, timeout: float, log_path: Path) -> None:
-    deadline = time.monotonic() + timeout
+def wait_for_health(url: str, process: subprocess.Popen, timeout: float, log_path: Path,
+                    progress: Callable[[float], None] | None = None) -> None:
+    """Until ``url/health`` answers; ``progress(seconds waited)`` every 15 s."""
+    started = time.monotonic()
+    deadline = started + timeout
+    reported = 0
     while time.monotonic() < deadline:
+        waited = time.monotonic() - started
+        if progress is not None and waited >= reported + 15:
+            reported += 15
+            progress(waited)
         if process.poll() is not None:
             raise UserError(
                 f"{url}: process exited with code {process.returncode}; see {log_path}"
@@ -66,9 +75,9 @@ class ManagedProcess:
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
 
-    def wait_healthy(self, timeout: float) -> None:
+    def wait_healthy(self, timeout: float, progress: Callable[[float], None] | None = None) -> None:
         assert self.process is not None
-        wait_for_health(self.url, self.process, timeout, self.log_path)
+        wait_for_health(self.url, self.process, timeout, self.log_path, progress)
 
     def stop(self, timeout: float = 15) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -117,8 +126,11 @@ class LabelStudioSettings:
         return env
 
 
-def start_label_studio(settings: LabelStudioSettings, log_path: Path, timeout: float = 240) -> ManagedProcess:
-    """Start ``label-studio`` from this environment; the first start migrates SQLite (~30 s)."""
+def start_label_studio(settings: LabelStudioSettings, log_path: Path, timeout: float = 360,
+                       progress: Callable[[float], None] | None = None) -> ManagedProcess:
+    """Start ``label-studio`` from this environment; the first start migrates SQLite (30 s on a
+    fast machine, 1-4 min on 2 shared cores). Stopped again if anything (also SIGTERM, Ctrl-C)
+    interrupts the wait."""
     executable = Path(sys.executable).with_name("label-studio")
     command = [
         str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1",
@@ -128,8 +140,8 @@ def start_label_studio(settings: LabelStudioSettings, log_path: Path, timeout: f
     server = ManagedProcess("label-studio", settings.url, log_path)
     server.launch(command, settings.environment())
     try:
-        server.wait_healthy(timeout)
-    except Exception:
+        server.wait_healthy(timeout, progress)
+    except BaseException:
         server.stop()
         raise
     return server
@@ -143,7 +155,7 @@ def start_backend(env: dict[str, str], port: int, log_path: Path,
     backend.launch([sys.executable, "-m", "ml_backend"], full_env)
     try:
         backend.wait_healthy(timeout)
-    except Exception:
+    except BaseException:
         backend.stop()
         raise
     return backend

@@ -30,7 +30,9 @@ def credentials(path: Path) -> dict:
 
 
 def run_quickstart(config: Config, home: Path, port: int, backend_port: int, exit_after_seed: bool) -> int:
-    """``config``: the settings in effect (backbone, selector...); the folders are ``home``'s."""
+    """``config``: the settings in effect (backbone, selector...); the folders are ``home``'s.
+    SIGTERM, like Ctrl-C, stops every server this started, at any point."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     home = home.resolve()
     images = home / "files" / "sample"
     if not (images / "manifest.csv").exists():
@@ -41,8 +43,11 @@ def run_quickstart(config: Config, home: Path, port: int, backend_port: int, exi
     backend_port = backend_port if _free(backend_port) else free_port()
     settings = LabelStudioSettings(home / "label-studio", home / "files", port,
                                    login["username"], login["password"], login["token"])
-    print(f"starting Label Studio on {settings.url} (first start migrates its database: ~30-60 s)")
-    label_studio = start_label_studio(settings, home / "logs" / "label-studio.log")
+    first = not (settings.data_dir / "label_studio.sqlite3").exists()
+    print(f"starting Label Studio on {settings.url}"
+          + (" (first start: it creates its database, 1-4 min on 2 cores)" if first else " (~5-20 s)"), flush=True)
+    label_studio = start_label_studio(settings, home / "logs" / "label-studio.log",
+                                      progress=lambda s: print(f"  still starting ({s:.0f} s)", flush=True))
     servers: list[ManagedProcess] = [label_studio]
     try:
         env = {"LABEL_STUDIO_URL": settings.url, "LABEL_STUDIO_API_KEY": settings.token,
@@ -62,12 +67,12 @@ def run_quickstart(config: Config, home: Path, port: int, backend_port: int, exi
         print(f"  Log in as {settings.username} / {settings.password}   (API token: {settings.token})")
         print(f"  {report.n_images} images, {len(report.representatives)} representatives first; "
               f"backend {report.backend}")
+        command = Path(sys.executable).with_name("mos-annotator")
         print(f"  Export: LABEL_STUDIO_URL={settings.url} LABEL_STUDIO_API_KEY={settings.token} "
-              f".venv/bin/mos-annotator export --project-id {report.project_id} --out MOS.csv")
+              f"{command} export --project-id {report.project_id} --out {Path.cwd() / 'MOS.csv'}")
         print(f"  Logs: {home / 'logs'}")
         if not exit_after_seed:
             print("\nServing; press Ctrl-C to stop.")
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             try:
                 while all(server.process is not None and server.process.poll() is None for server in servers):
                     time.sleep(1)

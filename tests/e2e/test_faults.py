@@ -4,6 +4,7 @@ new webhook to tell it."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -43,3 +44,32 @@ def test_killed_during_a_retrain_it_catches_up_on_restart(stack: Stack) -> None:
             "tasks": [{"id": tasks[6].id, "data": tasks[6].data}]}
     (answer,) = requests.post(f"{stack.backend.url}/predict", json=body, timeout=60).json()["results"]
     assert answer["result"] and answer["model_version"] == project["model_version"]
+
+
+def test_sigterm_on_the_quickstart_stops_what_it_started(tmp_path: Path) -> None:
+    """SIGTERM while Label Studio is still starting (the longest wait) leaves no server behind."""
+    import signal
+    import subprocess
+    import sys
+
+    from ml_backend.dev.local_stack import free_port
+
+    home, port = tmp_path / "quick", free_port()
+    command = [str(Path(sys.executable).with_name("mos-annotator")), "quickstart", "--home", str(home),
+               "--port", str(port), "--backend-port", str(free_port())]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = home / "logs" / "label-studio.log"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and log.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert log.exists(), "Label Studio was never started"
+    started = subprocess.run(["pgrep", "-f", f"label-studio start .*--port {port}"], capture_output=True, text=True)
+    assert started.stdout.split(), "no Label Studio process to stop"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "starting Label Studio" in output
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", f"label-studio start .*--port {port}"], capture_output=True,
+                          text=True).stdout.split()
+    assert left == [], f"still running: {left}"
