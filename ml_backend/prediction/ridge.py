@@ -15,7 +15,7 @@ from ..registry import check_int
 from .base import Images
 from .knn import KNNPredictor
 from .prior import resolve_prior
-from .ridge_solvers import NormalMatrix, best_alpha, dual_solve, gram_eigen
+from .ridge_solvers import NormalMatrix, best_alpha, dual_solve, gram_eigen, loo_residuals
 
 PRIOR_MODES = ("mean", "feature")
 #: Weight of the prior's prediction appended as a standardised feature in ``prior_mode="feature"``:
@@ -42,6 +42,10 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
     dev sets: docs/experiments.md), or as the mean the ridge shrinks towards (``"mean"``: the
     labels fit ``a + b * prior`` and the ridge learns the rest). Either way the project's own
     labels decide how much it counts.
+
+    ``loo_residuals_`` (label minus its prediction by the fit without it, closed form, for the
+    labelled rows ``loo_rows_``: all of them, or the penalty's sample beyond ``max_exact``) say how
+    well the model predicts ratings it has not seen: the backend reports them per retrain.
     """
 
     normal_matrix_: NormalMatrix | None = None
@@ -106,6 +110,8 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             U, eig = gram_eigen(Xs)
             Uy = U.T @ yc
             self.alpha_ = best_alpha(U, eig, Uy, yc, alphas)
+            self.loo_rows_: np.ndarray = np.arange(self.n_labels_)
+            self.loo_residuals_ = loo_residuals(U, eig, Uy, yc, self.alpha_)
             self.coef_ = Xs.T.astype(float) @ (U @ (Uy / (eig + self.alpha_)))  # primal from dual
         else:
             rows = np.sort(np.random.default_rng(0).permutation(self.n_labels_)[: self.max_exact])
@@ -114,6 +120,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             U, eig = gram_eigen(sample, np.float32)
             ys = yc[rows] - yc[rows].mean()
             self.alpha_ = best_alpha(U, eig, U.T @ ys, ys, alphas)
+            self.loo_rows_, self.loo_residuals_ = rows, loo_residuals(U, eig, U.T @ ys, ys, self.alpha_)
             if self.n_labels_ <= X.shape[1]:
                 self.coef_ = dual_solve(Xs, yc, self.alpha_)
             else:

@@ -19,18 +19,19 @@ def gram_eigen(Xs: np.ndarray, dtype: type[np.floating] = np.float64) -> tuple[n
     return U, np.clip(eig, 0.0, None)
 
 
+def loo_residuals(U: np.ndarray, eig: np.ndarray, Uy: np.ndarray, yc: np.ndarray, alpha: float) -> np.ndarray:
+    """Leave-one-out residuals ``r_i / (1 - H_ii)`` of ridge plus intercept at ``alpha``, H its hat
+    matrix (``yc`` is centred, ``Uy = U^T yc``): label minus the prediction without that label."""
+    filt = eig / (eig + alpha)
+    leverage = (U**2) @ filt + 1.0 / len(yc)
+    return (yc - U @ (filt * Uy)) / np.maximum(1.0 - leverage, 1e-12)
+
+
 def best_alpha(U: np.ndarray, eig: np.ndarray, Uy: np.ndarray, yc: np.ndarray, alphas: np.ndarray) -> float:
-    """The penalty with the smallest mean squared leave-one-out residual, ``r_i / (1 - H_ii)``
-    with H the hat matrix of ridge plus intercept (``yc`` is centred, ``Uy = U^T yc``)."""
-    n = len(yc)
-    if n < 3:
+    """The penalty with the smallest mean squared leave-one-out residual."""
+    if len(yc) < 3:
         return float(alphas[0])
-    errors = []
-    for alpha in alphas:
-        filt = eig / (eig + alpha)
-        leverage = (U**2) @ filt + 1.0 / n
-        residual = (yc - U @ (filt * Uy)) / np.maximum(1.0 - leverage, 1e-12)
-        errors.append(np.mean(residual**2))
+    errors = [np.mean(loo_residuals(U, eig, Uy, yc, alpha) ** 2) for alpha in alphas]
     return float(alphas[int(np.argmin(errors))])
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
 
 from ..config import Config
 from ..errors import ConfigError, ImageReadError, LabelStudioError, RequestError, TaskImageError
@@ -85,6 +86,7 @@ class MOSService:
         self._caught_up: set[int] = set()
         self._unknown_logged: set[int] = set()
         self._published: dict[int, dict[str, Any]] = {}  # project -> what the last publish did
+        self._quality: dict[int, dict[str, Any] | None] = {}  # project -> leave-one-out agreement
         self._train_lock = threading.Lock()
         # What the last retrain read from Label Studio, and what webhooks said changed since.
         self._cache_lock = threading.Lock()
@@ -179,8 +181,10 @@ class MOSService:
             return None
         targets = np.array([labels[task_ids[i]]["mos"] for i in found.ok], dtype=np.float64)
         predictor = PREDICTORS.create(state.predictor, state.predictor_params)
-        return predictor.fit(found.matrix, targets, images=found.paths, row_ids=[task_ids[i] for i in found.ok],
-                             normal_matrix=previous.normal_matrix_ if previous is not None else None)
+        predictor.fit(found.matrix, targets, images=found.paths, row_ids=[task_ids[i] for i in found.ok],
+                      normal_matrix=previous.normal_matrix_ if previous is not None else None)
+        self._quality[state.project_id] = _held_out_quality(predictor, targets)
+        return predictor
 
     # --- Label Studio connection -----------------------------------------------------------
     def _connect(self, model: ProjectModel, hostname: str, access_token: str) -> None:
@@ -319,6 +323,7 @@ class MOSService:
                     "trained_at": m.state.trained_at,
                     "train_ms": m.state.train_ms,
                     "published": self._published.get(pid),
+                    "held_out": self._quality.get(pid),
                     "last_error": None if pid not in failures else {
                         "error": failures[pid].error, "since": failures[pid].since,
                         "attempts": failures[pid].attempts,
@@ -382,13 +387,16 @@ class MOSService:
         self.store.save(state)
         with self._models_lock:
             self._models[project_id] = ProjectModel(state, predictor)
+        quality = self._quality.get(project_id) if predictor is not None else None
         log.info(
-            "project %s: retrained on %d labels in %.0f ms (fetch %.0f ms), model version %s",
+            "project %s: retrained on %d labels in %.0f ms (fetch %.0f ms), model version %s%s",
             project_id,
             len(labels),
             state.train_ms,
             (fetched - started) * 1000,
             state.model_version,
+            f"; each rating predicted without it: SRCC {quality['srcc']:.3f}, RMSE {quality['rmse']:.2f} "
+            f"(n={quality['n']})" if quality else "",
         )
         if predictor is not None and self.config.publish == "on":
             self._publish(client, tasks, tag, state, predictor)
@@ -462,6 +470,22 @@ class MOSService:
                                        "unreadable": len(found.errors)}
         log.info("project %s: stored %d predictions of %s in Label Studio in %d ms (%d older versions deleted)",
                  project_id, len(stored), version, elapsed, len(old))
+
+
+def _held_out_quality(predictor: Predictor, targets: np.ndarray) -> dict[str, Any] | None:
+    """How well the model predicts each rating it was not given (leave-one-out, closed form for
+    ridge): SRCC, PLCC and RMSE against the people's MOS. The "is it good enough yet?" number;
+    None for predictors without it or fewer than 5 ratings."""
+    residuals = getattr(predictor, "loo_residuals_", None)
+    if residuals is None or len(residuals) < 5:
+        return None
+    truth = targets[predictor.loo_rows_]  # type: ignore[attr-defined]
+    held_out = truth - residuals
+    if np.ptp(truth) == 0 or np.ptp(held_out) == 0:
+        return None
+    return {"n": int(len(truth)), "srcc": round(float(spearmanr(truth, held_out).statistic), 4),
+            "plcc": round(float(pearsonr(truth, held_out).statistic), 4),
+            "rmse": round(float(np.sqrt(np.mean(residuals**2))), 3)}
 
 
 def _order_for_the_stream(stored: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> None:

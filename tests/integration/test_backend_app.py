@@ -73,8 +73,9 @@ def test_every_retrain_stores_its_predictions_of_the_unrated_tasks(config, datas
     assert order[:2] == [tasks[7]["id"], tasks[9]["id"]]
     rest = [by_task[task_id] for task_id in order[2:]]
     assert [p["score"] for p in rest] == sorted(max(read_confidence(p), rate_next.FLOOR) for p in rest)
-    status = client.get("/status").json["projects"][str(PROJECT)]["published"]
-    assert status["model_version"] == "ridge-v1" and status["tasks"] == len(tasks) - 5
+    project = client.get("/status").json["projects"][str(PROJECT)]
+    assert project["published"]["model_version"] == "ridge-v1" and project["published"]["tasks"] == len(tasks) - 5
+    assert project["held_out"]["n"] == 5 and -1 <= project["held_out"]["srcc"] <= 1 and project["held_out"]["rmse"] > 0
 
     studio.tasks = [rate(t, 50) for t in tasks[:6]] + tasks[6:]
     assert service.train(PROJECT).model_version == "ridge-v2"

@@ -283,3 +283,15 @@ def test_the_prior_column_weighs_as_121_copies_of_it(tmp_path, n_labels: int) ->
     for ours, theirs in zip(weighted.predict_with_confidence(X[n_labels:]),
                             plain.predict_with_confidence(copies[n_labels:]), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_ridge_leave_one_out_residuals_are_the_refits_without_each_label() -> None:
+    """What the backend reports as "each rating predicted without it" is exactly that (with the
+    standardisation of all labels, which the closed form keeps)."""
+    X, y = linear_data(30, d=12, seed=9)
+    model = RidgePredictor(prior="none").fit(X, y)
+    Xs = model.scaler_.transform(X)
+    for i in (0, 7, 29):
+        keep = np.arange(30) != i
+        without = Ridge(alpha=model.alpha_).fit(Xs[keep], y[keep]).predict(Xs[i : i + 1])[0]
+        assert model.loo_residuals_[i] == pytest.approx(y[i] - without, rel=1e-6, abs=1e-8)
