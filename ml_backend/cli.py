@@ -50,7 +50,8 @@ def build_parser(config: Config) -> argparse.ArgumentParser:
         "folder, predict the rest. Every setting is an environment variable (`mos-annotator settings`).",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (_serve, _seed, _export, _predict, _evaluate, _train_prior, _sample, _settings, _quickstart, _benchmark):
+    for add in (_serve, _seed, _export, _report, _predict, _evaluate, _train_prior, _sample, _settings, _quickstart,
+                _benchmark):
         add(commands, config)
     return parser
 
@@ -234,6 +235,37 @@ def run_export(args: argparse.Namespace, config: Config) -> int:
         shown = ", ".join(report.missing[:20]) + (" ..." if len(report.missing) > 20 else "")
         print(f"warning: {len(report.missing)} image(s) have neither a rating nor a prediction and are not "
               f"in the CSV: {shown}", file=sys.stderr)
+    return 0
+
+
+# --- report ----------------------------------------------------------------------------------
+def _report(commands: argparse._SubParsersAction, config: Config) -> None:
+    parser = _command(
+        commands, "report", "is my dataset good enough yet? an HTML page with the project's numbers and plots",
+        "Write OUT/index.html and its PNGs for a project: MOS histograms (people, predicted), each rated "
+        "image predicted without its own rating against the people's MOS (SRCC, PLCC, RMSE), the learning "
+        "curve of that SRCC against the number of ratings with what more ratings would add, the "
+        "confidence of the predictions, a 2-D map of the folder, and the inter-rater agreement when "
+        "images have several raters. Reads Label Studio and the feature cache.", run_report)
+    parser.add_argument("--project-id", type=int, required=True, help="Label Studio project id")
+    parser.add_argument("--out", type=Path, default=Path("report"), help="output folder (default %(default)s)")
+    parser.add_argument("--document-root", type=Path, default=config.document_root,
+                        help="Label Studio's LOCAL_FILES_DOCUMENT_ROOT (now: %(default)s)")
+    _label_studio_options(parser, config)
+    _feature_options(parser, config)
+
+
+def run_report(args: argparse.Namespace, config: Config) -> int:
+    from .labelstudio.client import LabelStudioClient
+    from .labelstudio.dataset_report import PLOTS, build_report
+
+    settings = dataclasses.replace(_with_features(config, args), document_root=args.document_root)
+    report = build_report(LabelStudioClient(args.url, args.api_key), args.project_id, args.out.resolve(), settings)
+    held = report.held_out
+    print(f"{report.n_tasks} images, {report.n_rated} rated"
+          + (f"; each rating predicted without it: SRCC {held['srcc']:.3f}, RMSE {held['rmse']:.2f}" if held else ""))
+    print(report.advice())
+    print(f"wrote {report.out / 'index.html'} and {', '.join(PLOTS)}")
     return 0
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
@@ -95,3 +96,24 @@ def all_metrics(predicted: np.ndarray, mos: np.ndarray,
         # Correlations are undefined for constant predictions; report them as 0 (no agreement).
         return {**{name: (rmse(predicted, mos) if name == "rmse" else 0.0) for name in METRICS.names()}, **extra}
     return {**{name: METRICS.get(name)(predicted, mos) for name in METRICS.names()}, **extra}
+
+
+def split_half_srcc(votes: dict[Any, list[float]], seed: int = 0, repeats: int = 20) -> tuple[float, int] | None:
+    """Inter-rater agreement: the SRCC between the means of two random halves of each image's
+    raters, over the images with at least two, averaged over ``repeats`` splits; with that number
+    of images. None below 5 such images."""
+    multi = [v for v in votes.values() if len(v) >= 2]
+    if len(multi) < 5:
+        return None
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(repeats):
+        halves = []
+        for values in multi:
+            order = rng.permutation(len(values))
+            cut = len(values) // 2
+            halves.append((np.mean(np.asarray(values)[order[:cut]]), np.mean(np.asarray(values)[order[cut:]])))
+        a, b = np.array(halves).T
+        if np.ptp(a) > 0 and np.ptp(b) > 0:
+            scores.append(srcc(a, b))
+    return (float(np.mean(scores)), len(multi)) if scores else None

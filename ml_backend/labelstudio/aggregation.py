@@ -31,6 +31,15 @@ def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[in
     original instead of doubling that rater's weight.
     """
     stats: dict[int, RatingStats] = {}
+    for task_id, values in rater_votes(tasks, tag).items():
+        std = statistics.stdev(values) if len(values) >= 2 else None
+        stats[task_id] = RatingStats(statistics.fmean(values), len(values), std)
+    return stats
+
+
+def rater_votes(tasks: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[int, list[float]]:
+    """task id -> one vote per rater (the rules of ``aggregate_ratings``)."""
+    votes: dict[int, list[float]] = {}
     for task in tasks:
         latest: dict[Any, tuple[tuple[datetime, datetime, int], float]] = {}
         for annotation in task.get("annotations") or []:
@@ -47,11 +56,9 @@ def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[in
             )
             if rater not in latest or order >= latest[rater][0]:
                 latest[rater] = (order, value)
-        values = [value for _, value in latest.values()]
-        if values:
-            std = statistics.stdev(values) if len(values) >= 2 else None
-            stats[int(task["id"])] = RatingStats(statistics.fmean(values), len(values), std)
-    return stats
+        if latest:
+            votes[int(task["id"])] = [value for _, value in latest.values()]
+    return votes
 
 
 def _rater(annotation: dict[str, Any]) -> Any:

@@ -206,3 +206,20 @@ def test_backend_survives_bad_webhooks(stack: Stack) -> None:
     unknown = requests.post(f"{url}/webhook", json={"action": "SOMETHING_NEW", "project": {"id": 1}}, timeout=5)
     assert unknown.status_code == 200 and unknown.json()["status"] == "ignored"
     assert requests.get(f"{url}/health", timeout=5).json()["status"] == "UP"
+
+
+def test_report_writes_every_plot_for_a_rated_project(stack: Stack) -> None:
+    """Runs after the annotate test: its project has 6 rated images (one of them by two raters)."""
+    from ml_backend.labelstudio.dataset_report import PLOTS
+
+    project_id = stack.client().find_project(TITLE)
+    assert project_id is not None
+    out = stack.root / "report"
+    result = stack.run("report", "--project-id", str(project_id), "--out", str(out), "--url", stack.ls_url,
+                       "--api-key", stack.token, "--document-root", str(stack.document_root))
+    assert result.returncode == 0, result.stderr
+    assert "each rating predicted without it: SRCC" in result.stdout, result.stdout
+    for name in PLOTS:
+        assert (out / name).stat().st_size > 5000, name  # a drawn plot, not an empty canvas
+    page = (out / "index.html").read_text()
+    assert all(f'src="{name}"' in page for name in PLOTS) and "rated by people" in page
