@@ -202,6 +202,15 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
         print(f"duplicates:       {len(report.duplicates)} group(s) of byte-identical images (each imported)")
         for names in report.duplicates:
             print(f"  {' = '.join(names)}")
+    if report.near_duplicates is None:
+        print("near-duplicates:  not checked (folder larger than the perceptual-hash limit)")
+    elif report.near_duplicates:
+        print(f"near-duplicates:  {len(report.near_duplicates)} group(s) by perceptual hash (the same scene, or "
+              "versions of one image: each is rated on its own)")
+        for names in report.near_duplicates[:10]:
+            print(f"  {' ~ '.join(names[:6])}{f' ... ({len(names)} images)' if len(names) > 6 else ''}")
+        if len(report.near_duplicates) > 10:
+            print(f"  ... and {len(report.near_duplicates) - 10} more groups")
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import DEFAULTS, Config
 from ..errors import SeedError
+from ..features import phash
 from ..features.extractor import FeatureExtractor
 from ..features.images import list_images
 from ..selection import SELECTORS
@@ -68,6 +69,9 @@ class SeedReport:
     backend: str
     #: Groups of byte-identical images (each imported, each needs its own rating).
     duplicates: list[list[str]] = field(default_factory=list)
+    #: Groups of near-duplicates by perceptual hash (the same scene, or versions of one image);
+    #: None when the folder is too large to hash (``phash.MAX_IMAGES``).
+    near_duplicates: list[list[str]] | None = None
 
 
 def _check_folder(options: SeedOptions) -> tuple[Path, Path]:
@@ -151,7 +155,15 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
         skipped=skipped,
         backend=backend,
         duplicates=_duplicates(features.paths, features.keys, folder),
+        near_duplicates=_near_duplicates(features.paths, folder),
     )
+
+
+def _near_duplicates(paths: list[Path], folder: Path) -> list[list[str]] | None:
+    if len(paths) > phash.MAX_IMAGES:
+        return None
+    groups = phash.near_duplicate_groups([phash.dhash(path) for path in paths])
+    return [[paths[i].relative_to(folder).as_posix() for i in group] for group in groups]
 
 
 def _duplicates(paths: list[Path], keys: list[str], folder: Path) -> list[list[str]]:

@@ -84,3 +84,18 @@ def test_the_mode_sets_what_raters_see_and_the_stream_starts_with_the_representa
     assert project["model_version"] == rate_next.SEED_VERSION
     with pytest.raises(SeedError, match="mode must be one of blind, suggest"):
         seed_project(client, options(folder, tmp_path, mode="loud"))
+
+
+def test_near_duplicates_by_perceptual_hash_are_reported(folder: Path, tmp_path: Path) -> None:
+    """A recompressed, resized copy is a near-duplicate of its source; another picture is not."""
+    import numpy as np
+    from PIL import Image
+
+    Image.open(folder / "img1.png").convert("RGB").resize((400, 400)).save(folder / "img1-small.jpg", quality=60)
+    noise = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "other.png")
+    report = seed_project(RecordingLabelStudio(), options(folder, tmp_path))
+    assert report.near_duplicates is not None
+    (group,) = [g for g in report.near_duplicates if "img1-small.jpg" in g]
+    assert "img1.png" in group
+    assert not any("other.png" in g for g in report.near_duplicates)
