@@ -189,6 +189,11 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
     print(f"representatives:  {len(report.representatives)} from {report.n_clusters} clusters "
           f"({args.selector}): {', '.join(report.representatives[:10])}"
           f"{' ...' if len(report.representatives) > 10 else ''}")
+    if report.structure is not None:
+        s = report.structure
+        print(f"structure:        {s.n_clusters} clusters by {s.method} (best silhouette of k-means, agglomerative, "
+              f"Gaussian mixture, HDBSCAN: {s.silhouette:.2f}; Davies-Bouldin {s.davies_bouldin:.2f}, "
+              f"Calinski-Harabasz {s.calinski_harabasz:.0f})")
     print(f"ML backend:       {report.backend}")
     if len(report.representatives) > report.n_images / 2:
         print(f"warning: {len(report.representatives)} representatives for {report.n_images} images: more than "

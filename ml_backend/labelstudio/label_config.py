@@ -136,7 +136,7 @@ def _precise(result: list[dict[str, Any]], key: str) -> float | None:
 
 def read_confidence(prediction: dict[str, Any]) -> float | None:
     """The model's confidence in a prediction: the one it stored under ``PRECISE_KEY`` (the
-    ``score`` may carry the rate-next order instead, see ``MOSService``), else the ``score``."""
+    ``score`` carries the stream's order instead, see ``rate_next``), else the ``score``."""
     confidence = _precise(prediction.get("result") or [], "confidence")
     score = prediction.get("score")
     if confidence is None and isinstance(score, (int, float)) and not isinstance(score, bool):

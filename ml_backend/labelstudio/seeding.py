@@ -16,12 +16,15 @@ from ..features import phash
 from ..features.extractor import FeatureExtractor
 from ..features.images import list_images
 from ..selection import SELECTORS
+from ..selection.auto import AutoSelector, Clustering
 from . import rate_next
 from .client import LabelStudioClient
 from .label_config import blind, bundled_config, parse_label_config, read_label_config
 from .task_images import local_files_url
 
 MODES = ("blind", "suggest")
+#: Folders up to this size get the structure analysis in the seed summary.
+MAX_STRUCTURE = 20_000
 
 
 def selector_params(selector: str, n_select: int | None = None, seed: int = 0, eps: float | None = None,
@@ -51,7 +54,7 @@ class SeedOptions:
     raters: int | None = None  # None: 1 for a new project, unchanged for an existing one
     progress: bool = True
     #: blind: the rater sees no model output; suggest: a line "model ridge-v3: 56 · confidence
-    #: 0.42" under an empty score control (README, "Blind or suggest").
+    #: 0.42" under an empty score control (README, "What raters see").
     mode: str = "blind"
 
 
@@ -72,6 +75,9 @@ class SeedReport:
     #: Groups of near-duplicates by perceptual hash (the same scene, or versions of one image);
     #: None when the folder is too large to hash (``phash.MAX_IMAGES``).
     near_duplicates: list[list[str]] | None = None
+    #: The folder's clusters by the best of several clusterings (``AutoSelector``); None when
+    #: too large to analyse or without structure.
+    structure: Clustering | None = None
 
 
 def _check_folder(options: SeedOptions) -> tuple[Path, Path]:
@@ -91,9 +97,10 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
     if options.mode not in MODES:
         raise SeedError(f"mode must be one of {', '.join(MODES)}, got {options.mode!r}")
     label_config = read_label_config(options.label_config)
+    tag = parse_label_config(label_config)  # a broken config fails here, with its reason
     if options.mode == "blind":
         label_config = blind(label_config)
-    tag = parse_label_config(label_config)
+        tag = parse_label_config(label_config)
     # Bad settings, weights, a wrong token or a stopped server fail here, before minutes of features.
     selector = SELECTORS.create(options.selector, options.selector_params)
     extractor = FeatureExtractor.from_config(options.features)
@@ -114,6 +121,7 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
         raise SeedError(f"none of the {len(found)} images in {folder} could be read")
 
     selector.fit(features.features)
+    structure = _structure(selector, features.features, options.selector_params.get("n_select"))
     order = [int(i) for i in selector.selected_]
     representative = set(order)
     order += [i for i in range(len(features.paths)) if i not in representative]
@@ -156,7 +164,18 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
         backend=backend,
         duplicates=_duplicates(features.paths, features.keys, folder),
         near_duplicates=_near_duplicates(features.paths, folder),
+        structure=structure,
     )
+
+
+def _structure(selector: Any, X: Any, n_select: int | None) -> Clustering | None:
+    """What ``--selector auto`` found, or the same analysis for the summary (folders up to
+    ``MAX_STRUCTURE`` images: HDBSCAN and the silhouettes grow faster than the folder)."""
+    if isinstance(selector, AutoSelector):
+        return selector.structure_
+    if len(X) > MAX_STRUCTURE:
+        return None
+    return AutoSelector(n_select=n_select or DEFAULTS.n_representatives).fit(X).structure_
 
 
 def _near_duplicates(paths: list[Path], folder: Path) -> list[list[str]] | None:

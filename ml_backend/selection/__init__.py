@@ -14,4 +14,5 @@ SELECTORS: Registry[Selector] = Registry("selector", {
     "dbscan": "ml_backend.selection.dbscan:DBSCANSelector",
     "kcenter": "ml_backend.selection.kcenter:KCenterSelector",
     "random": "ml_backend.selection.random:RandomSelector",
+    "auto": "ml_backend.selection.auto:AutoSelector",
 }, check=lambda selector: selector.check_params())

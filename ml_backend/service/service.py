@@ -456,8 +456,9 @@ class MOSService:
                       for row, index in enumerate(found.ok)]
             _order_for_the_stream(stored, [unrated[index] for index in found.ok])
         try:
-            client.import_predictions(project_id, stored)
-            client.set_model_version(project_id, version)
+            if stored:  # Label Studio refuses a model version that no prediction carries
+                client.import_predictions(project_id, stored)
+                client.set_model_version(project_id, version)
             old = [v for v in client.model_versions(project_id) if v != version and _is_ours(v)]
             for previous in old:
                 client.delete_model_version(project_id, previous)

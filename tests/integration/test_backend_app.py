@@ -234,3 +234,16 @@ def test_a_rating_webhook_refetches_only_its_task_and_answers_once_trained(confi
     assert client.get("/status").json["projects"][str(PROJECT)]["n_labels"] == 4 and exports == []
     client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [], "project": {"id": PROJECT}})
     assert exports == [PROJECT]
+
+
+def test_with_every_image_rated_there_is_nothing_to_store_and_no_error(config, dataset) -> None:
+    _, tasks = dataset
+    app, service = make_app(config, [rate(t, 30 + 3 * i) for i, t in enumerate(tasks)])
+    studio = service._client_factory
+    studio.predictions.append({"task": tasks[0]["id"], "model_version": "ridge-v7", "result": []})
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    assert service.trainer.wait_idle(60)
+    published = client.get("/status").json["projects"][str(PROJECT)]["published"]
+    assert published["tasks"] == 0 and "error" not in published
+    assert studio.predictions == [] and studio.model_version == ""  # the stale version is gone

@@ -254,3 +254,28 @@ def test_ted_handles_duplicates_tiny_inputs_and_bad_parameters() -> None:
                           ({"mu": 0.0}, "mu"), ({"mu": -1.0}, "mu")]:
         with pytest.raises(ValueError, match=field):
             TEDSelector(**params).fit(np.eye(7))
+
+
+def test_auto_finds_the_blobs_and_picks_one_image_per_blob() -> None:
+    from ml_backend.selection.auto import AutoSelector
+
+    X, truth = blobs(sizes=(80, 60, 40, 30))
+    selector = AutoSelector(n_select=10).fit(X)
+    structure = selector.structure_
+    assert structure is not None and structure.n_clusters == 4, selector.candidates_
+    assert {c.method for c in selector.candidates_} >= {"kmeans", "gaussian mixture", "agglomerative", "hdbscan"}
+    assert structure.silhouette == max(c.silhouette for c in selector.candidates_)
+    picked = truth[selector.selected_]
+    assert sorted(picked.tolist()) == [0, 1, 2, 3]  # one per blob, largest first
+    assert picked[0] == 0
+
+
+def test_auto_on_tiny_or_structureless_input_still_picks() -> None:
+    from ml_backend.selection.auto import AutoSelector
+
+    one = AutoSelector(n_select=5).fit(np.ones((1, 8)))
+    assert one.selected_.tolist() == [0] and one.structure_ is None
+    with pytest.raises(ValueError, match="no images to select from"):
+        AutoSelector().fit(np.empty((0, 16)))
+    with pytest.raises(ValueError, match="n_select"):
+        SELECTORS.create("auto", {"n_select": 0})
