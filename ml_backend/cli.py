@@ -242,7 +242,8 @@ def run_export(args: argparse.Namespace, config: Config) -> int:
     from .labelstudio.exporting import export_project
 
     report = export_project(LabelStudioClient(args.url, args.api_key), args.project_id, args.out,
-                            details=args.details, refresh=not args.no_refresh)
+                            details=args.details, refresh=not args.no_refresh,
+                            progress=lambda step: print(f"export: {step} ...", flush=True))
     print(f"wrote {report.out}: {report.n_human + report.n_predicted} images ({report.n_human} rated by "
           f"people, {report.n_predicted} predicted)")
     if report.missing:

@@ -1,7 +1,7 @@
 """Build MOS.csv rows from Label Studio tasks: human mean where rated, newest prediction elsewhere."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -81,7 +81,7 @@ class ExportReport:
 
 
 def export_project(client: LabelStudioClient, project_id: int, out: Path, details: bool = False,
-                   refresh: bool = True) -> ExportReport:
+                   refresh: bool = True, progress: Callable[[str], None] = lambda _: None) -> ExportReport:
     """Write MOS.csv for a project. With ``refresh``, Label Studio first asks the connected backend
     for predictions of the current model for the unrated images that have none of the project's
     model version (the backend stores them after every retrain: usually none are missing).
@@ -91,13 +91,16 @@ def export_project(client: LabelStudioClient, project_id: int, out: Path, detail
     client.check()
     project = client.get_project(project_id)
     tag = parse_label_config(str(project.label_config))
+    progress("reading the tasks and their annotations")
     tasks = client.export_tasks(project_id)
+    progress(f"{len(tasks)} tasks; reading the predictions")
     predictions = client.predictions(project_id)
     if refresh and client.ml_backends(project_id):
         rated = aggregate_ratings(tasks, tag)
         current = {p["task"] for p in predictions if p["model_version"] == project.model_version and p["result"]}
         stale = [task["id"] for task in tasks if task["id"] not in rated and task["id"] not in current]
         if stale:
+            progress(f"asking the backend (through Label Studio) for predictions of {len(stale)} images")
             client.retrieve_predictions(project_id, stale)
             predictions = client.predictions(project_id)
     rows, missing = build_rows(tasks, predictions, tag)
