@@ -107,6 +107,9 @@ class RecordingLabelStudio:
     def set_uncertainty_sampling(self, project_id: int) -> None:
         self.writes.append("set_uncertainty_sampling")
 
+    def set_train_on_submit(self, project_id: int) -> None:
+        self.writes.append("set_train_on_submit")
+
     def ensure_view(self, project_id: int, title: str, ordering: list[str]) -> int:
         self.writes.append("ensure_view")
         self.projects[project_id].setdefault("views", {})[title] = ordering

@@ -215,6 +215,13 @@ class LabelStudioClient:
         """Whether the labelling view pre-fills from the predictions (blind mode: no)."""
         self._update_project(project_id, show_collab_predictions=show)
 
+    @_translate("turn on training on annotation submission")
+    def set_train_on_submit(self, project_id: int) -> None:
+        """Label Studio's "Start model training on annotation submission" toggle on, so that it
+        says what happens (the backend retrains on every annotation); Label Studio then also sends
+        START_TRAINING with every annotation, which the backend folds into that retrain."""
+        self._update_project(project_id, min_annotations_to_start_training=1)
+
     @_translate("set the task order")
     def set_uncertainty_sampling(self, project_id: int) -> None:
         """The label stream hands out the lowest prediction ``score`` of the project's model

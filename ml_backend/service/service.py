@@ -62,6 +62,11 @@ class Connection:
     api_key: str
 
 
+#: A START_TRAINING this soon after an annotation webhook of the project is Label Studio's "train
+#: on submission" echo of that annotation: the annotation's own retrain covers it.
+SUBMIT_ECHO_S = 5.0
+
+
 class MOSService:
     #: Unknown project ids whose webhooks are logged (once each); beyond, they are ignored silently.
     MAX_LOGGED_UNKNOWN = 1000
@@ -93,6 +98,7 @@ class MOSService:
         self._task_cache: dict[int, tuple[dict[int, dict[str, Any]], str]] = {}
         self._changed: dict[int, set[int]] = {}
         self._stale: set[int] = set()
+        self._last_annotation: dict[int, float] = {}  # project -> monotonic time of its last annotation webhook
         self.trainer = TrainingQueue(self.train)
 
     def start(self) -> None:
@@ -289,8 +295,13 @@ class MOSService:
             with self._cache_lock:
                 if event.task_id is not None:
                     self._changed.setdefault(event.project_id, set()).add(event.task_id)
+                    self._last_annotation[event.project_id] = time.monotonic()
                 elif event.action in REFRESH_ACTIONS:
                     self._stale.add(event.project_id)
+                elif event.action == "START_TRAINING" and (
+                        time.monotonic() - self._last_annotation.get(event.project_id, -1e9) < SUBMIT_ECHO_S):
+                    # "train on submission" sends this beside each annotation's own webhook
+                    return {"status": "merged", "action": event.action, "project": event.project_id}
         if not event.triggers_training:
             level = logging.INFO if event.known else logging.WARNING
             log.log(level, "webhook %s ignored", event.action)
