@@ -50,14 +50,16 @@ def browser(stack: Stack) -> Iterator[Any]:
         options.add_argument(argument)
     options.binary_location = CHROMIUM
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(120)
+    driver.set_page_load_timeout(300)
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
+    wait = WebDriverWait(driver, 180)  # two shared cores also run Label Studio and the backend
     driver.get(f"{stack.ls_url}/user/login/")
+    wait.until(lambda d: d.find_elements(By.NAME, "email"))
     driver.find_element(By.NAME, "email").send_keys(stack.settings.username)
     driver.find_element(By.NAME, "password").send_keys(stack.settings.password)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(driver, 60).until(lambda d: "/user/login" not in d.current_url)
+    wait.until(lambda d: "/user/login" not in d.current_url)
     yield driver
     driver.quit()
 
@@ -102,20 +104,20 @@ def test_rating_through_the_browser(stack: Stack, browser: Any, mode: str, tmp_p
     seen = []
     for step in range(4):
         box = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "input[type=number]")))
-        wait.until(lambda d: d.execute_script(PAGE_STATE)["images"])
-        state = browser.execute_script(PAGE_STATE)
+        # An empty score box with a loaded image: the next task (nothing is pre-filled in either mode).
+        state = wait.until(lambda d: _settled(d.execute_script(PAGE_STATE)))
         browser.save_screenshot(str(shots / f"{step + 1}-image-{step + 1}.png"))
         seen.append(state)
         left, top, right, bottom = state["box"]
         assert 0 <= left and right <= WIDTH and 0 <= top and bottom <= HEIGHT, state  # no scrolling to score
         for natural_w, natural_h, shown_w, shown_h in state["images"]:  # all fit: shown pixel for pixel
             assert (round(shown_w), round(shown_h)) == (natural_w, natural_h), state
-        assert state["value"] == "", state  # nothing pre-filled in either mode
         if step == 3:
             break
         box.send_keys(str(30 + 20 * step))
         browser.find_element(By.XPATH, "//button[normalize-space(.)='Submit']").click()
         wait.until(ec.staleness_of(box))
+        wait.until(lambda _, done=step + 1: sum(t.total_annotations for t in client.tasks(project_id)) == done)
 
     # The three rated images were the representatives, in seed order.
     rated = sorted(t.id for t in client.tasks(project_id) if t.total_annotations)
@@ -123,9 +125,19 @@ def test_rating_through_the_browser(stack: Stack, browser: Any, mode: str, tmp_p
     trained = stack.wait_for_labels(project_id, 3)
     fourth = seen[3]
     if mode == "suggest":
-        # The 4th image shows the suggestion of the model that knows all three ratings.
+        # The 4th image shows the suggestion of the model that knows all three ratings. Label
+        # Studio loads it when the webhook answers (at most 1 s after the submit); on a loaded
+        # machine the retrain can take longer, and the page shows the previous model until it is
+        # opened again: then (and only then) the test reloads once, and says so.
+        expected = f"model {trained['model_version']}: "
+        if not fourth["lines"] or not fourth["lines"][0].startswith(expected):
+            print(f"4th image first showed {fourth['lines']} (retrain still running); reloading once")
+            browser.refresh()
+            fourth = wait.until(lambda d: d.execute_script(PAGE_STATE) if d.execute_script(PAGE_STATE)["lines"]
+                                else False)
+            browser.save_screenshot(str(shots / "4-image-4-reloaded.png"))
         (line,) = fourth["lines"]
-        assert line.startswith(f"model {trained['model_version']}: ") and " · confidence " in line, (line, trained)
+        assert line.startswith(expected) and " · confidence " in line, (line, trained)
         assert not seen[0]["lines"]  # before the first rating there is no model
     else:
         assert all(not state["lines"] for state in seen)
@@ -148,3 +160,9 @@ def test_rating_through_the_browser(stack: Stack, browser: Any, mode: str, tmp_p
     state = browser.execute_script(PAGE_STATE)
     browser.save_screenshot(str(shots / "6-small-image.png"))
     assert [300, 300, 300, 300] in [[round(v) for v in image] for image in state["images"]], state
+
+
+def _settled(state: dict[str, Any]) -> dict[str, Any] | bool:
+    """The page state once a task is shown: score box present and empty, every image loaded."""
+    ready = state["box"] and state["value"] == "" and state["images"] and all(w > 0 for w, *_ in state["images"])
+    return state if ready else False
