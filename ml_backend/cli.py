@@ -230,7 +230,7 @@ def _export(commands: argparse._SubParsersAction, config: Config) -> None:
     parser.add_argument("--project-id", type=int, required=True, help="Label Studio project id")
     parser.add_argument("--out", type=Path, default=Path("MOS.csv"), help="output CSV (default %(default)s)")
     parser.add_argument("--details", action="store_true",
-                        help="add Source (human/predicted), N_Ratings, Std, Model_Version columns")
+                        help="add Source (human/predicted), N_Ratings, Std, Model_Version, Confidence columns")
     parser.add_argument("--no-refresh", action="store_true",
                         help="do not ask the connected ML backend (through Label Studio) for predictions "
                         "of unrated images first; use only stored predictions")

@@ -100,15 +100,9 @@ class RecordingLabelStudio:
         self.projects[project_id]["tasks"].extend(tasks)
         return list(range(start + 1, start + len(tasks) + 1))
 
-    def set_show_predictions(self, project_id: int, show: bool) -> None:
-        self.writes.append("set_show_predictions")
-        self.projects[project_id]["show_predictions"] = show
-
-    def set_uncertainty_sampling(self, project_id: int) -> None:
-        self.writes.append("set_uncertainty_sampling")
-
-    def set_train_on_submit(self, project_id: int) -> None:
-        self.writes.append("set_train_on_submit")
+    def configure_labelling(self, project_id: int, show_predictions: bool) -> None:
+        self.writes.append("configure_labelling")
+        self.projects[project_id]["show_predictions"] = show_predictions
 
     def ensure_view(self, project_id: int, title: str, ordering: list[str]) -> int:
         self.writes.append("ensure_view")

@@ -7,12 +7,14 @@ those points says how many more ratings would gain a given amount, or that the c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import curve_fit
-from scipy.stats import spearmanr
 
+from ..prediction.base import Predictor
 from ..prediction.ridge import RidgePredictor
+from .metrics import plcc_raw, srcc
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,22 @@ class LearningCurve:
         return max(1, int(np.ceil((b / (a - target)) ** (1 / c))) - self.sizes[-1])
 
 
+def held_out_quality(predictor: Predictor, targets: np.ndarray) -> dict[str, Any] | None:
+    """How well a fitted model predicts each rating it was not given (leave-one-out, closed form
+    for ridge): SRCC, PLCC and RMSE against the people's MOS, the "is it good enough yet?" number.
+    None for predictors without it, fewer than 5 ratings, or constant values."""
+    residuals = getattr(predictor, "loo_residuals_", None)
+    if residuals is None or len(residuals) < 5:
+        return None
+    truth = np.asarray(targets, dtype=float)[predictor.loo_rows_]  # type: ignore[attr-defined]
+    held_out = truth - residuals
+    if np.ptp(truth) == 0 or np.ptp(held_out) == 0:
+        return None
+    return {"n": int(len(truth)), "srcc": round(srcc(held_out, truth), 4),
+            "plcc": round(plcc_raw(held_out, truth), 4),
+            "rmse": round(float(np.sqrt(np.mean(residuals**2))), 3)}
+
+
 def _curve(n: float, a: float, b: float, c: float) -> float:
     return a - b * np.power(n, -c)
 
@@ -50,10 +68,9 @@ def learning_curve(X: np.ndarray, y: np.ndarray, repeats: int = 5, points: int =
         scores = []
         for _ in range(1 if size == n else repeats):
             rows = np.sort(rng.choice(n, size, replace=False))
-            model = RidgePredictor(prior=prior).fit(X[rows], y[rows])
-            held_out = y[rows] - model.loo_residuals_
-            if np.ptp(held_out) > 0 and np.ptp(y[rows]) > 0:
-                scores.append(float(spearmanr(y[rows], held_out).statistic))
+            quality = held_out_quality(RidgePredictor(prior=prior).fit(X[rows], y[rows]), y[rows])
+            if quality is not None:
+                scores.append(quality["srcc"])
         means.append(float(np.mean(scores)) if scores else float("nan"))
         stds.append(float(np.std(scores)) if scores else float("nan"))
     fit = None

@@ -210,24 +210,22 @@ class LabelStudioClient:
         """The version whose predictions the Data Manager columns and the labelling stream show."""
         self.sdk.projects.update(id=project_id, model_version=version)
 
-    @_translate("set how predictions are shown")
-    def set_show_predictions(self, project_id: int, show: bool) -> None:
-        """Whether the labelling view pre-fills from the predictions (blind mode: no)."""
-        self._update_project(project_id, show_collab_predictions=show)
+    @_translate("set up labelling")
+    def configure_labelling(self, project_id: int, show_predictions: bool) -> None:
+        """One update with what the seed needs of the labelling side:
 
-    @_translate("turn on training on annotation submission")
-    def set_train_on_submit(self, project_id: int) -> None:
-        """Label Studio's "Start model training on annotation submission" toggle on, so that it
-        says what happens (the backend retrains on every annotation); Label Studio then also sends
-        START_TRAINING with every annotation, which the backend folds into that retrain."""
-        self._update_project(project_id, min_annotations_to_start_training=1)
-
-    @_translate("set the task order")
-    def set_uncertainty_sampling(self, project_id: int) -> None:
-        """The label stream hands out the lowest prediction ``score`` of the project's model
-        version first (Label Studio 1.23 has this in the community edition's API, not in its UI;
-        the stream ignores a Data Manager tab's order)."""
-        self._update_project(project_id, sampling="Uncertainty sampling")
+        - ``show_collab_predictions``: whether the labelling view pre-fills from the predictions
+          (blind mode: no);
+        - ``sampling``: the label stream hands out the lowest prediction ``score`` of the
+          project's model version first (Label Studio 1.23 has this in the community edition's
+          API, not in its UI; the stream ignores a Data Manager tab's order);
+        - ``min_annotations_to_start_training``: the "Start model training on annotation
+          submission" toggle on, so that it says what happens (the backend retrains on every
+          annotation); Label Studio then also sends START_TRAINING with every annotation, which
+          the backend folds into that retrain.
+        """
+        self._update_project(project_id, show_collab_predictions=show_predictions,
+                             sampling="Uncertainty sampling", min_annotations_to_start_training=1)
 
     def ensure_view(self, project_id: int, title: str, ordering: list[str]) -> int:
         """A Data Manager tab ``title`` with ``ordering`` (one key: Label Studio 1.23 sorts by the

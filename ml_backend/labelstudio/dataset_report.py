@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import MissingPathError, UserError
-from ..evaluation.learning_curve import LearningCurve, learning_curve
+from ..evaluation.learning_curve import LearningCurve, held_out_quality, learning_curve
 from ..evaluation.metrics import split_half_srcc
 from ..features.extractor import FeatureExtractor
 from ..features.standardise import Standardiser
@@ -81,12 +81,13 @@ def build_report(client: LabelStudioClient, project_id: int, out: Path, config: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    held = None
+    held = truth = None
     if len(rated) >= 5 and np.ptp(y) > 0:
         model = RidgePredictor().fit(X[rated], y)
-        held = y - model.loo_residuals_
-        report.held_out = {"n": len(y), "srcc": _srcc(y, held), "plcc": float(np.corrcoef(y, held)[0, 1]),
-                           "rmse": float(np.sqrt(np.mean(model.loo_residuals_**2)))}
+        report.held_out = held_out_quality(model, y) or {}
+        if report.held_out:
+            truth = y[model.loo_rows_]
+            held = truth - model.loo_residuals_
     if len(rated) >= 10 and np.ptp(y) > 0:
         report.curve = learning_curve(X[rated], y)
 
@@ -100,7 +101,7 @@ def build_report(client: LabelStudioClient, project_id: int, out: Path, config: 
 
     figure, axis = plt.subplots(figsize=(5, 5))
     if held is not None:
-        axis.scatter(y, held, s=12)
+        axis.scatter(truth, held, s=12)
         axis.plot([low, high], [low, high], color="grey", lw=1)
         axis.set_title(f"each rating predicted without it: SRCC {report.held_out['srcc']:.3f}, "
                        f"RMSE {report.held_out['rmse']:.1f}", fontsize=9)
@@ -145,12 +146,6 @@ def build_report(client: LabelStudioClient, project_id: int, out: Path, config: 
 
     (out / "index.html").write_text(_html(report, project_id))
     return report
-
-
-def _srcc(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
 
 
 def _finish(figure: Any, axis: Any, xlabel: str, ylabel: str, title: str | None, path: Path) -> None:

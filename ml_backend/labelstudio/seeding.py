@@ -130,9 +130,7 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
 
     project_id, created = _project(client, options, label_config, folder)
     client.ensure_local_storage(project_id, folder)
-    client.set_show_predictions(project_id, options.mode == "suggest")
-    client.set_uncertainty_sampling(project_id)  # see rate_next: the stream's order
-    client.set_train_on_submit(project_id)
+    client.configure_labelling(project_id, show_predictions=options.mode == "suggest")  # see rate_next
     client.ensure_view(project_id, rate_next.TAB_TITLE, rate_next.TAB_ORDERING)
     present = {str(data.get(tag.data_key)) for data in client.task_data(project_id)}
     tasks = []

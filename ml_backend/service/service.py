@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
 
 from ..config import Config
 from ..errors import ConfigError, ImageReadError, LabelStudioError, RequestError, TaskImageError
+from ..evaluation.learning_curve import held_out_quality
 from ..features.extractor import FeatureExtractor
 from ..labelstudio import rate_next
 from ..labelstudio.aggregation import aggregate_ratings
@@ -189,7 +189,7 @@ class MOSService:
         predictor = PREDICTORS.create(state.predictor, state.predictor_params)
         predictor.fit(found.matrix, targets, images=found.paths, row_ids=[task_ids[i] for i in found.ok],
                       normal_matrix=previous.normal_matrix_ if previous is not None else None)
-        self._quality[state.project_id] = _held_out_quality(predictor, targets)
+        self._quality[state.project_id] = held_out_quality(predictor, targets)
         return predictor
 
     # --- Label Studio connection -----------------------------------------------------------
@@ -482,22 +482,6 @@ class MOSService:
                                        "unreadable": len(found.errors)}
         log.info("project %s: stored %d predictions of %s in Label Studio in %d ms (%d older versions deleted)",
                  project_id, len(stored), version, elapsed, len(old))
-
-
-def _held_out_quality(predictor: Predictor, targets: np.ndarray) -> dict[str, Any] | None:
-    """How well the model predicts each rating it was not given (leave-one-out, closed form for
-    ridge): SRCC, PLCC and RMSE against the people's MOS. The "is it good enough yet?" number;
-    None for predictors without it or fewer than 5 ratings."""
-    residuals = getattr(predictor, "loo_residuals_", None)
-    if residuals is None or len(residuals) < 5:
-        return None
-    truth = targets[predictor.loo_rows_]  # type: ignore[attr-defined]
-    held_out = truth - residuals
-    if np.ptp(truth) == 0 or np.ptp(held_out) == 0:
-        return None
-    return {"n": int(len(truth)), "srcc": round(float(spearmanr(truth, held_out).statistic), 4),
-            "plcc": round(float(pearsonr(truth, held_out).statistic), 4),
-            "rmse": round(float(np.sqrt(np.mean(residuals**2))), 3)}
 
 
 def _order_for_the_stream(stored: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> None:

@@ -74,7 +74,7 @@ def test_the_mode_sets_what_raters_see_and_the_stream_starts_with_the_representa
     project = client.projects[report.project_id]
     assert parse_label_config(project["label_config"]).suggestion is (mode == "suggest")
     assert project["show_predictions"] is (mode == "suggest")
-    assert "set_uncertainty_sampling" in client.writes and "set_train_on_submit" in client.writes
+    assert "configure_labelling" in client.writes
     assert project["views"] == {rate_next.TAB_TITLE: ["tasks:predictions_score"]}
     # Placeholders of the representatives (task ids 1..4, imported first), scores rising in pick order.
     placeholders = project["predictions"]
