@@ -144,6 +144,10 @@ def _seed(commands: argparse._SubParsersAction, config: Config) -> None:
                          "stream and fill the Data Manager and the export; suggest: a line 'model "
                          "ridge-v3: 56 · confidence 0.42' under an empty score control (it anchors raters: "
                          "README)")
+    project.add_argument("--duplicates-last", action="store_true",
+                         help="near-duplicate groups (perceptual hash): the stream hands out one image per "
+                         "group first, the others after every other image (still predicted, still rateable; "
+                         "their task field near_duplicate_of names the group's first)")
     project.add_argument("--backend-url", default=config.backend_url or None,
                          help="ML backend URL as Label Studio reaches it (MOS_BACKEND_URL); omit to connect "
                          "it later in the UI")
@@ -177,7 +181,7 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
         selector_params=selector_params(args.selector, count, args.seed, args.eps, args.min_samples,
                                         args.include_outliers),
         features=_with_features(config, args), backend_url=args.backend_url, raters=args.raters,
-        progress=not args.no_progress, mode=args.mode,
+        progress=not args.no_progress, mode=args.mode, duplicates_last=args.duplicates_last,
         backend_auth=(config.basic_auth_user, config.basic_auth_pass)
         if config.basic_auth_user and config.basic_auth_pass else None,
     )
@@ -210,8 +214,10 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
     if report.near_duplicates is None:
         print("near-duplicates:  not checked (folder larger than the perceptual-hash limit)")
     elif report.near_duplicates:
+        how = ("one per group is rated first, the others last: --duplicates-last" if args.duplicates_last
+               else "each is rated on its own; --duplicates-last rates one per group first")
         print(f"near-duplicates:  {len(report.near_duplicates)} group(s) by perceptual hash (the same scene, or "
-              "versions of one image: each is rated on its own)")
+              f"versions of one image: {how})")
         for names in report.near_duplicates[:10]:
             print(f"  {' ~ '.join(names[:6])}{f' ... ({len(names)} images)' if len(names) > 6 else ''}")
         if len(report.near_duplicates) > 10:

@@ -5,7 +5,8 @@ Label Studio 1.23's stream ignores a Data Manager tab's order, but its "Uncertai
 (settable through the API in the community edition) hands out the lowest prediction ``score`` of
 the project's model version first. So the prediction ``score`` carries the order: unrated
 representatives get scores below ``FLOOR`` in pick order, every other image its confidence (at
-least ``FLOOR``). The model's own confidence is kept in the prediction for the export
+least ``FLOOR``), and the near-duplicates the seed marked (``DUPLICATE_KEY``, ``seed
+--duplicates-last``) ``DUPLICATE_OFFSET`` plus theirs, after every other image. The model's own confidence is kept in the prediction for the export
 (``label_config.read_confidence``). Before the first rating the seed stores empty predictions of
 ``SEED_VERSION`` for the representatives, so the stream starts with them.
 """
@@ -17,6 +18,10 @@ from typing import Any
 SEED_VERSION = "representatives"
 #: Scores below this are the representatives' places in the queue.
 FLOOR = 0.001
+#: Task data field of a near-duplicate to rate last: the name of its group's image rated first.
+DUPLICATE_KEY = "near_duplicate_of"
+#: Added to a marked near-duplicate's score: above every confidence (0-1), so it comes last.
+DUPLICATE_OFFSET = 1.0
 #: The Data Manager tab that shows the stream's order.
 TAB_TITLE = "Rate next"
 TAB_ORDERING = ["tasks:predictions_score"]
@@ -27,9 +32,10 @@ def representative_scores(count: int) -> list[float]:
     return [round(FLOOR * (rank + 1) / (count + 1), 8) for rank in range(count)]
 
 
-def queue_score(confidence: float) -> float:
-    """The score of an image that is not a representative: its confidence, kept above them."""
-    return round(max(confidence, FLOOR), 4)
+def queue_score(confidence: float, duplicate: bool = False) -> float:
+    """The score of an image that is not a representative: its confidence, kept above them; a
+    marked near-duplicate's after every other image."""
+    return round(max(confidence, FLOOR) + (DUPLICATE_OFFSET if duplicate else 0.0), 4)
 
 
 def placeholders(task_ids: list[int]) -> list[dict[str, Any]]:

@@ -56,6 +56,9 @@ class SeedOptions:
     #: blind: the rater sees no model output; suggest: a line "model ridge-v3: 56 · confidence
     #: 0.42" under an empty score control (README, "What raters see").
     mode: str = "blind"
+    #: Rate one image of each near-duplicate group first: the others are marked
+    #: (``rate_next.DUPLICATE_KEY``) and come after every other image in the stream.
+    duplicates_last: bool = False
 
 
 @dataclass
@@ -127,6 +130,9 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
     order += [i for i in range(len(features.paths)) if i not in representative]
     clusters = [int(c) for c in selector.labels_]
     urls = [local_files_url(path, root) for path in features.paths]  # every check before Label Studio is written
+    near = _near_duplicate_groups(features.paths)
+    names = [path.relative_to(folder).as_posix() for path in features.paths]
+    duplicate_of = _rate_last(near, order) if options.duplicates_last and near else {}
 
     project_id, created = _project(client, options, label_config, folder)
     client.ensure_local_storage(project_id, folder)
@@ -137,12 +143,15 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
     for index in order:
         if urls[index] in present:
             continue
-        tasks.append({
+        task = {
             tag.data_key: urls[index],
-            "image_name": features.paths[index].relative_to(folder).as_posix(),
-            "representative": int(index in representative),
+            "image_name": names[index],
+            "representative": int(index in representative and index not in duplicate_of),
             "cluster": clusters[index],
-        })
+        }
+        if index in duplicate_of:
+            task[rate_next.DUPLICATE_KEY] = names[duplicate_of[index]]
+        tasks.append(task)
     ids = client.import_tasks(project_id, tasks) if tasks else []  # one request: task ids follow this order
     # Connecting the backend resets the project's model version: the placeholders come after.
     backend = _connect_backend(client, project_id, options.backend_url, options.backend_auth)
@@ -162,7 +171,7 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
         skipped=skipped,
         backend=backend,
         duplicates=_duplicates(features.paths, features.keys, folder),
-        near_duplicates=_near_duplicates(features.paths, folder),
+        near_duplicates=None if near is None else [[names[i] for i in group] for group in near],
         structure=structure,
     )
 
@@ -177,11 +186,21 @@ def _structure(selector: Any, X: Any, n_select: int | None) -> Clustering | None
     return AutoSelector(n_select=n_select or DEFAULTS.n_representatives).fit(X).structure_
 
 
-def _near_duplicates(paths: list[Path], folder: Path) -> list[list[str]] | None:
+def _near_duplicate_groups(paths: list[Path]) -> list[list[int]] | None:
     if len(paths) > phash.MAX_IMAGES:
         return None
-    groups = phash.near_duplicate_groups([phash.dhash(path) for path in paths])
-    return [[paths[i].relative_to(folder).as_posix() for i in group] for group in groups]
+    return phash.near_duplicate_groups([phash.dhash(path) for path in paths])
+
+
+def _rate_last(groups: list[list[int]], order: list[int]) -> dict[int, int]:
+    """image -> the image of its group rated before it: the one earliest in the import order
+    (a representative when the group has one), so each group gets one rating first."""
+    place = {index: rank for rank, index in enumerate(order)}
+    marked = {}
+    for group in groups:
+        head = min(group, key=place.__getitem__)
+        marked.update({index: head for index in group if index != head})
+    return marked
 
 
 def _duplicates(paths: list[Path], keys: list[str], folder: Path) -> list[list[str]]:

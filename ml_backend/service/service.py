@@ -486,7 +486,8 @@ class MOSService:
 
 def _order_for_the_stream(stored: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> None:
     """Scores that make Label Studio's uncertainty sampling hand out the unrated representatives
-    first (in seed order, i.e. task id), then the least confident (see ``labelstudio.rate_next``)."""
+    first (in seed order, i.e. task id), then the least confident, the marked near-duplicates last
+    (see ``labelstudio.rate_next``)."""
     first = sorted((task["id"], i) for i, task in enumerate(tasks)
                    if isinstance(task.get("data"), dict) and task["data"].get("representative") == 1)
     for (_, i), score in zip(first, rate_next.representative_scores(len(first)), strict=True):
@@ -494,7 +495,9 @@ def _order_for_the_stream(stored: list[dict[str, Any]], tasks: list[dict[str, An
     chosen = {i for _, i in first}
     for i, item in enumerate(stored):
         if i not in chosen:
-            item["score"] = rate_next.queue_score(item["score"])
+            data = tasks[i].get("data")
+            duplicate = isinstance(data, dict) and bool(data.get(rate_next.DUPLICATE_KEY))
+            item["score"] = rate_next.queue_score(item["score"], duplicate)
 
 
 def _is_ours(version: str) -> bool:

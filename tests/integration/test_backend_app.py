@@ -53,6 +53,7 @@ def test_every_retrain_stores_its_predictions_of_the_unrated_tasks(config, datas
 
     _, tasks = dataset
     tasks = [{**t, "data": {**t["data"], "representative": int(i in (0, 1, 7, 9))}} for i, t in enumerate(tasks)]
+    tasks[6]["data"][rate_next.DUPLICATE_KEY] = "img1.png"  # seed --duplicates-last: after every other image
     labelled = [rate(t, 90 - 5 * i) for i, t in enumerate(tasks[:5])]
     app, service = make_app(config, labelled + tasks[5:])
     studio = service._client_factory
@@ -68,10 +69,10 @@ def test_every_retrain_stores_its_predictions_of_the_unrated_tasks(config, datas
     assert [by_task[t["id"]]["result"] for t in tasks[5:]] == [r["result"] for r in answered]
     assert [read_confidence(by_task[t["id"]]) for t in tasks[5:]] == [r["score"] for r in answered]
     # The stored score is the stream's order: the unrated representatives (tasks 8 and 10) first,
-    # in seed order, then the least confident.
+    # in seed order, then the least confident, the marked near-duplicate last.
     order = [p["task"] for p in sorted(mine, key=lambda p: p["score"])]
-    assert order[:2] == [tasks[7]["id"], tasks[9]["id"]]
-    rest = [by_task[task_id] for task_id in order[2:]]
+    assert order[:2] == [tasks[7]["id"], tasks[9]["id"]] and order[-1] == tasks[6]["id"]
+    rest = [by_task[task_id] for task_id in order[2:-1]]
     assert [p["score"] for p in rest] == sorted(max(read_confidence(p), rate_next.FLOOR) for p in rest)
     project = client.get("/status").json["projects"][str(PROJECT)]
     assert project["published"]["model_version"] == "ridge-v1" and project["published"]["tasks"] == len(tasks) - 5

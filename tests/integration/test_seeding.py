@@ -99,3 +99,28 @@ def test_near_duplicates_by_perceptual_hash_are_reported(folder: Path, tmp_path:
     (group,) = [g for g in report.near_duplicates if "img1-small.jpg" in g]
     assert "img1.png" in group
     assert not any("other.png" in g for g in report.near_duplicates)
+
+
+def test_duplicates_last_marks_all_but_the_first_of_each_group(folder: Path, tmp_path: Path) -> None:
+    """The group's image earliest in the import order is rated first; the others name it and are
+    no representatives, so the backend's scores put them after every other image."""
+    from PIL import Image
+
+    from ml_backend.labelstudio import rate_next
+
+    Image.open(folder / "img1.png").convert("RGB").resize((400, 400)).save(folder / "img1-small.jpg", quality=60)
+    Image.open(folder / "img1.png").convert("RGB").save(folder / "img1-copy.jpg", quality=80)
+    client = RecordingLabelStudio()
+    report = seed_project(client, options(folder, tmp_path, duplicates_last=True))
+    (group,) = [g for g in report.near_duplicates or [] if "img1-small.jpg" in g]
+    tasks = client.projects[report.project_id]["tasks"]
+    by_name = {t["image_name"]: t for t in tasks}
+    order = [t["image_name"] for t in tasks]
+    head = min(group, key=order.index)
+    for name in group:
+        marked = by_name[name].get(rate_next.DUPLICATE_KEY)
+        assert marked == (None if name == head else head)
+        assert not (marked and by_name[name]["representative"])
+    assert sum(rate_next.DUPLICATE_KEY in t for t in tasks) == sum(len(g) - 1 for g in report.near_duplicates or [])
+    plain = seed_project(RecordingLabelStudio(), options(folder, tmp_path))
+    assert plain.near_duplicates == report.near_duplicates
