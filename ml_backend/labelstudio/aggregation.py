@@ -1,72 +1,123 @@
-"""Human MOS per task from Label Studio's task export: one vote per rater, averaged over raters."""
+"""Human MOS per task from Label Studio's task export: votes (one per rater and image), screened
+by the chosen method (``ratings.screening``), averaged or modelled into a MOS with its interval."""
 from __future__ import annotations
 
-import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
+
+from ..ratings.screening import SCREENINGS, ScreenResult
+from ..ratings.votes import Vote, VoteTable
 from .label_config import ScoreTag
 
 _NO_TIME = datetime.min.replace(tzinfo=timezone.utc)
+#: Task data fields of a gold image: the range of MOS a careful rater gives it (``seed --gold``).
+GOLD_KEYS = ("gold_min", "gold_max")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RatingStats:
-    """Mean over raters, number of raters, and their sample std (ddof=1; None for one rater:
-    undefined, not zero)."""
+    """One image's MOS from its accepted raters: their number, the sample std of their scores
+    (None below two: undefined, not zero), the 95 % half-width (None where undefined), ratings of
+    rejected raters left out, and the screening method that made it."""
 
     mean: float
     n: int
     std: float | None
+    ci95: float | None = None
+    n_rejected: int = 0
+    method: str = "none"
 
 
-def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[int, RatingStats]:
-    """task id -> ratings of that task; tasks without a usable rating are left out.
+def task_votes(tasks: Iterable[dict[str, Any]], tag: ScoreTag,
+               emails: Mapping[int, str] | None = None) -> list[Vote]:
+    """Every annotation as a vote, skipped ones (cancelled) included with no score, in task order."""
+    votes = []
+    for task in tasks:
+        for annotation in task.get("annotations") or []:
+            cancelled = bool(annotation.get("was_cancelled"))
+            value = None if cancelled else tag.read(annotation.get("result") or [])
+            if value is None and not cancelled:
+                continue  # no answer for this tag (another control of the config)
+            user = _user(annotation)
+            lead = annotation.get("lead_time")
+            rater = f"user:{user}" if user is not None else f"annotation:{annotation.get('id')}"
+            votes.append(Vote(
+                item=int(task["id"]), rater=rater,
+                score=value, email=(emails or {}).get(user, "") if user is not None else "",
+                created=str(annotation.get("created_at") or ""), updated=str(annotation.get("updated_at") or ""),
+                lead_time=float(lead) if isinstance(lead, int | float) and not isinstance(lead, bool) else None,
+                annotation_id=int(annotation["id"]) if isinstance(annotation.get("id"), int) else None,
+            ))
+    return votes
 
-    Cancelled (skipped) annotations and annotations without a value for ``tag`` are ignored. A
-    rater who annotated a task more than once counts once, with their latest annotation (by
-    ``updated_at``, then ``created_at``, then annotation id), so a correction replaces the
-    original instead of doubling that rater's weight.
-    """
-    stats: dict[int, RatingStats] = {}
-    for task_id, values in rater_votes(tasks, tag).items():
-        std = statistics.stdev(values) if len(values) >= 2 else None
-        stats[task_id] = RatingStats(statistics.fmean(values), len(values), std)
+
+def counted(votes: Iterable[Vote]) -> list[Vote]:
+    """The votes that count: a rater who rated an image more than once counts once, with their
+    latest rating (by ``updated_at``, then ``created_at``, then annotation id), so a correction
+    replaces the original instead of doubling that rater's weight; skipped ones never count."""
+    latest: dict[tuple[Any, str], tuple[tuple[datetime, datetime, int], Vote]] = {}
+    for vote in votes:
+        if vote.score is None:
+            continue
+        order = (_time(vote.updated), _time(vote.created), vote.annotation_id or 0)
+        key = (vote.item, vote.rater)
+        if key not in latest or order >= latest[key][0]:
+            latest[key] = (order, vote)
+    return [vote for _, vote in latest.values()]
+
+
+def gold_ranges(tasks: Iterable[dict[str, Any]]) -> dict[int, tuple[float, float]]:
+    """task id -> (lowest, highest) MOS expected of a gold image."""
+    ranges = {}
+    for task in tasks:
+        data = task.get("data") if isinstance(task.get("data"), dict) else {}
+        low, high = (data.get(key) for key in GOLD_KEYS)
+        if isinstance(low, int | float) and isinstance(high, int | float):
+            ranges[int(task["id"])] = (float(low), float(high))
+    return ranges
+
+
+def screen_tasks(tasks: list[dict[str, Any]], tag: ScoreTag, screening: str = "none",
+                 params: Mapping[str, Any] | None = None) -> tuple[VoteTable, ScreenResult]:
+    """The counted votes of these tasks as a table, and the screening's verdict on it."""
+    table = VoteTable.from_votes(counted(task_votes(tasks, tag)))
+    return table, SCREENINGS.create(screening, params).screen(table, gold_ranges(tasks))
+
+
+def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag, screening: str = "none",
+                      params: Mapping[str, Any] | None = None) -> dict[int, RatingStats]:
+    """task id -> its MOS; tasks without an accepted rating are left out."""
+    table, result = screen_tasks(list(tasks), tag, screening, params)
+    rejected = result.rejected_counts(table)
+    stats = {}
+    for i, item in enumerate(result.items):
+        if result.n[i] > 0:
+            stats[int(item)] = RatingStats(float(result.mos[i]), int(result.n[i]), _defined(result.std[i]),
+                                           _defined(result.ci95[i]), int(rejected[i]), result.method)
     return stats
 
 
 def rater_votes(tasks: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[int, list[float]]:
-    """task id -> one vote per rater (the rules of ``aggregate_ratings``)."""
+    """task id -> the counted score of each of its raters."""
     votes: dict[int, list[float]] = {}
-    for task in tasks:
-        latest: dict[Any, tuple[tuple[datetime, datetime, int], float]] = {}
-        for annotation in task.get("annotations") or []:
-            if annotation.get("was_cancelled"):
-                continue
-            value = tag.read(annotation.get("result") or [])
-            if value is None:
-                continue
-            rater = _rater(annotation)
-            order = (
-                _time(annotation.get("updated_at")),
-                _time(annotation.get("created_at")),
-                int(annotation.get("id") or 0),
-            )
-            if rater not in latest or order >= latest[rater][0]:
-                latest[rater] = (order, value)
-        if latest:
-            votes[int(task["id"])] = [value for _, value in latest.values()]
+    for vote in counted(task_votes(tasks, tag)):
+        votes.setdefault(int(vote.item), []).append(float(vote.score))  # type: ignore[arg-type]
     return votes
 
 
-def _rater(annotation: dict[str, Any]) -> Any:
-    """The user id; an annotation with no known author counts as a rater of its own."""
+def _defined(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def _user(annotation: dict[str, Any]) -> int | None:
     user = annotation.get("completed_by")
     if isinstance(user, dict):
         user = user.get("id")
-    return ("user", user) if user is not None else ("annotation", annotation.get("id"))
+    return user if isinstance(user, int) and not isinstance(user, bool) else None
 
 
 def _time(raw: Any) -> datetime:

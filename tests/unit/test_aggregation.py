@@ -32,10 +32,11 @@ def task(task_id: int, *annotations: dict) -> dict:
             "annotations": list(annotations), "predictions": []}
 
 
-def test_several_raters_are_averaged_with_sample_std() -> None:
+def test_several_raters_are_averaged_with_sample_std_and_student_interval() -> None:
     stats = aggregate_ratings([task(1, annotation(1, 1, 60), annotation(2, 2, 80),
                                     annotation(3, 3, 70))], TAG)
-    assert stats == {1: RatingStats(mean=70.0, n=3, std=pytest.approx(10.0))}
+    # t(0.975, 2) = 4.302653 (tables); half-width = t * s / sqrt(n) = 4.302653 * 10 / sqrt(3)
+    assert stats == {1: RatingStats(mean=70.0, n=3, std=pytest.approx(10.0), ci95=pytest.approx(24.8414, abs=1e-3))}
 
 
 def test_a_single_rating_has_zero_std() -> None:
@@ -63,7 +64,7 @@ def test_same_rater_twice_keeps_only_the_latest_update() -> None:
     second = annotation(11, 7, 90, created="2026-01-02T10:00:00Z")  # created later, updated earlier
     other = annotation(12, 8, 40)
     stats = aggregate_ratings([task(1, second, first, other)], TAG)
-    assert stats[1] == RatingStats(30.0, 2, pytest.approx(14.1421356))
+    assert stats[1] == RatingStats(30.0, 2, pytest.approx(14.1421356), ci95=pytest.approx(12.7062 * 10, abs=1e-2))
 
 
 def test_latest_is_decided_by_created_then_id_when_updates_tie() -> None:
