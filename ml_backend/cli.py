@@ -19,6 +19,7 @@ from .config import Config, effective_table, settings_table
 from .errors import UserError
 from .features import BACKBONES
 from .prediction import PREDICTORS
+from .ratings import SCREENINGS
 from .selection import SELECTORS
 
 if TYPE_CHECKING:
@@ -236,7 +237,17 @@ def _export(commands: argparse._SubParsersAction, config: Config) -> None:
     parser.add_argument("--project-id", type=int, required=True, help="Label Studio project id")
     parser.add_argument("--out", type=Path, default=Path("MOS.csv"), help="output CSV (default %(default)s)")
     parser.add_argument("--details", action="store_true",
-                        help="add Source (human/predicted), N_Ratings, Std, Model_Version, Confidence columns")
+                        help="add Source (human/predicted), N_Ratings (accepted), Std, CI95 (half-width: Student t "
+                        "for means, the subject model's for mle), N_Rejected (ratings of rejected raters), "
+                        "Aggregation (the screening), Model_Version, Confidence columns")
+    parser.add_argument("--screening", choices=SCREENINGS.names(), default=config.screening,
+                        help="which raters count and how their scores make the MOS (MOS_SCREENING; now: "
+                        "%(default)s): none, bt500 (ITU-R BT.500 subject rejection), zscore, mle (P.910 Annex E "
+                        "subject model); README: Several raters")
+    parser.add_argument("--votes", type=Path, help="also write every rating to this CSV (image, rater id and "
+                        "e-mail, score, created/updated, lead time, skipped, counted)")
+    parser.add_argument("--raters-report", type=Path, help="also write a per-rater CSV here and a PNG beside it "
+                        "(ratings, SRCC with the others, bias, inconsistency, same-score runs, speed, gold, rejected)")
     parser.add_argument("--no-refresh", action="store_true",
                         help="do not ask the connected ML backend (through Label Studio) for predictions "
                         "of unrated images first; use only stored predictions")
@@ -245,13 +256,22 @@ def _export(commands: argparse._SubParsersAction, config: Config) -> None:
 
 def run_export(args: argparse.Namespace, config: Config) -> int:
     from .labelstudio.client import LabelStudioClient
-    from .labelstudio.exporting import export_project
+    from .labelstudio.exporting import StudyFiles, export_project
 
     report = export_project(LabelStudioClient(args.url, args.api_key), args.project_id, args.out,
                             details=args.details, refresh=not args.no_refresh,
-                            progress=lambda step: print(f"export: {step} ...", flush=True))
+                            progress=lambda step: print(f"export: {step} ...", flush=True),
+                            screening=args.screening, study=StudyFiles(args.votes, args.raters_report))
     print(f"wrote {report.out}: {report.n_human + report.n_predicted} images ({report.n_human} rated by "
           f"people, {report.n_predicted} predicted)")
+    print(f"screening {report.screening}: {len(report.rejected)} rater(s) rejected")
+    for rater, reason in report.rejected.items():
+        print(f"  {rater}: {reason}")
+    if report.lost_to_screening:
+        print(f"  {report.lost_to_screening} image(s) rated only by rejected raters: their MOS is the prediction")
+    for path in (args.votes, args.raters_report, report.raters_png):
+        if path is not None:
+            print(f"wrote {path}")
     if report.missing:
         shown = ", ".join(report.missing[:20]) + (" ..." if len(report.missing) > 20 else "")
         print(f"warning: {len(report.missing)} image(s) have neither a rating nor a prediction and are not "

@@ -92,6 +92,11 @@ class Config:
         0.9, "MOS_WEBHOOK_WAIT",
         "Seconds a webhook waits for the retrain it queued (Label Studio waits 1 s for it inside the "
         "rater's submit): when it finishes in time, the next image shows the new model. 0: answer at once.")
+    screening: str = setting(
+        "bt500", "MOS_SCREENING",
+        "How several raters of an image make its MOS, for the export and the backend's training "
+        "targets: none, bt500 (ITU-R BT.500 subject rejection; needs 6 ratings per image to reject "
+        "anyone), zscore or mle (P.910 Annex E subject model). README: Several raters.")
     knn_k: int = setting(5, "MOS_KNN_K", "KNN neighbours (per project: extra_params `n_neighbors`).",
                          ("predictor", "knn", "n_neighbors"))
     knn_weights: str = setting("distance", "MOS_KNN_WEIGHTS",

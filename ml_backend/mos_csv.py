@@ -18,6 +18,9 @@ class MOSRow:
     std: float | None  # spread of the human ratings; None for predictions and single ratings
     model_version: str = ""
     confidence: float | None = None  # the prediction's score; None for human rows
+    ci95: float | None = None  # half-width of the MOS's 95 % interval; None where undefined
+    n_rejected: int = 0  # ratings of rejected raters left out
+    aggregation: str = ""  # the screening method that made a human MOS
 
 
 def _number(value: float) -> str:
@@ -28,14 +31,14 @@ def write_csv(rows: list[MOSRow], out: TextIO, details: bool = False) -> None:
     writer = csv.writer(out, lineterminator="\n")
     header = ["Image_Name", "MOS"]
     if details:
-        header += ["Source", "N_Ratings", "Std", "Model_Version", "Confidence"]
+        header += ["Source", "N_Ratings", "Std", "CI95", "N_Rejected", "Aggregation", "Model_Version", "Confidence"]
     writer.writerow(header)
     for row in rows:
         line = [row.image_name, _number(row.mos)]
         if details:
-            std = "" if row.std is None else _number(row.std)
-            confidence = "" if row.confidence is None else _number(row.confidence)
-            line += [row.source, row.n_ratings, std, row.model_version, confidence]
+            std, ci95, confidence = ("" if v is None else _number(v) for v in (row.std, row.ci95, row.confidence))
+            line += [row.source, row.n_ratings, std, ci95, row.n_rejected, row.aggregation, row.model_version,
+                     confidence]
         writer.writerow(line)
 
 

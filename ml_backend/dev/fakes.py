@@ -100,6 +100,9 @@ class RecordingLabelStudio:
         self.projects[project_id]["tasks"].extend(tasks)
         return list(range(start + 1, start + len(tasks) + 1))
 
+    def user_emails(self) -> dict[int, str]:
+        return {}
+
     def configure_labelling(self, project_id: int, show_predictions: bool) -> None:
         self.writes.append("configure_labelling")
         self.projects[project_id]["show_predictions"] = show_predictions

@@ -15,6 +15,7 @@ from ..errors import DatasetError
 from ..features.images import natural_key
 from ..mos_csv import MOSRow
 from ..prediction import PREDICTORS
+from ..ratings.screening import mean_and_interval
 
 
 def read_ratings(path: Path, scale: tuple[float, float]) -> dict[str, list[float]]:
@@ -53,15 +54,20 @@ def read_ratings(path: Path, scale: tuple[float, float]) -> dict[str, list[float
     return {image: list(by_rater.values()) for image, by_rater in votes.items()}
 
 
+def _human(image: str, votes: list[float]) -> MOSRow:
+    """The raters' mean with its Student-t interval (no screening: a CSV has no rater history)."""
+    n, mos, std, ci95 = (float(a[0]) for a in mean_and_interval(np.array([votes], dtype=float)))
+    return MOSRow(image, mos, "human", int(n), None if np.isnan(std) else std, ci95=None if np.isnan(ci95) else ci95,
+                  aggregation="none")
+
+
 def predict_rest(names: Sequence[str], X: np.ndarray, ratings: Mapping[str, list[float]], predictor: str,
                  params: Mapping[str, Any], scale: tuple[float, float], unreadable: Sequence[str] = ()) -> list[MOSRow]:
     """MOS.csv rows, sorted numerically by name: the raters' mean for every rated image (also the
     ``unreadable`` ones, which have no features), and for the other images ``names`` (rows of
     ``X``) the predictor fitted on the readable rated ones, clipped to ``scale``."""
     present = set(names) | set(unreadable)
-    rows = [MOSRow(image, statistics.fmean(votes), "human", len(votes),
-                   statistics.stdev(votes) if len(votes) > 1 else None)
-            for image, votes in ratings.items() if image in present]
+    rows = [_human(image, votes) for image, votes in ratings.items() if image in present]
     rated = [i for i, name in enumerate(names) if name in ratings]
     rest = [i for i, name in enumerate(names) if name not in ratings]
     if rest:

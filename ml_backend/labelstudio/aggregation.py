@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..ratings.screening import SCREENINGS, ScreenResult
+from ..ratings import SCREENINGS
+from ..ratings.screening import ScreenResult
 from ..ratings.votes import Vote, VoteTable
 from .label_config import ScoreTag
 
@@ -91,7 +92,11 @@ def screen_tasks(tasks: list[dict[str, Any]], tag: ScoreTag, screening: str = "n
 def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag, screening: str = "none",
                       params: Mapping[str, Any] | None = None) -> dict[int, RatingStats]:
     """task id -> its MOS; tasks without an accepted rating are left out."""
-    table, result = screen_tasks(list(tasks), tag, screening, params)
+    return ratings_of(*screen_tasks(list(tasks), tag, screening, params))
+
+
+def ratings_of(table: VoteTable, result: ScreenResult) -> dict[int, RatingStats]:
+    """task id -> its MOS from a screening's result on ``table``."""
     rejected = result.rejected_counts(table)
     stats = {}
     for i, item in enumerate(result.items):

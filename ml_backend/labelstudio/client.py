@@ -169,6 +169,11 @@ class LabelStudioClient:
             for p in self.sdk.predictions.list(project=project_id)
         ]
 
+    def user_emails(self) -> dict[int, str]:
+        """User id -> e-mail of the organization's members (for the votes file and rater report)."""
+        users = self._raw("GET", "api/users/", "list the users")
+        return {int(u["id"]): str(u.get("email") or "") for u in users or [] if isinstance(u.get("id"), int)}
+
     @_translate("list ML backends")
     def ml_backends(self, project_id: int) -> list[dict[str, Any]]:
         return [{"id": b.id, "url": b.url, "title": b.title} for b in self.sdk.ml.list(project=project_id)]

@@ -58,7 +58,7 @@ def build_report(client: LabelStudioClient, project_id: int, out: Path, config: 
         raise UserError("set LOCAL_FILES_DOCUMENT_ROOT or pass --document-root (the report reads the images)")
     tag = parse_label_config(client.get_label_config(project_id))
     tasks = client.export_tasks(project_id)
-    ratings = aggregate_ratings(tasks, tag)
+    ratings = aggregate_ratings(tasks, tag, config.screening)
     predicted = newest_predictions(client.predictions(project_id), tag)
     extractor = FeatureExtractor.from_config(config)
     rows, ids, unreadable = [], [], 0

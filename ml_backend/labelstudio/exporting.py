@@ -1,8 +1,8 @@
 """Build MOS.csv rows from Label Studio tasks: human mean where rated, newest prediction elsewhere."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -10,9 +10,13 @@ from urllib.parse import parse_qs, urlparse
 from ..errors import MissingPathError
 from ..features.images import natural_key
 from ..mos_csv import MOSRow, write_csv_file
-from .aggregation import aggregate_ratings
+from ..ratings import SCREENINGS
+from ..ratings.raters import rater_stats
+from ..ratings.votes import VoteTable
+from .aggregation import RatingStats, aggregate_ratings, counted, gold_ranges, ratings_of, task_votes
 from .client import LabelStudioClient
 from .label_config import ScoreTag, parse_label_config, read_confidence
+from .study_files import write_rater_report, write_votes
 
 
 def image_name(task: dict[str, Any], tag: ScoreTag) -> str:
@@ -49,10 +53,12 @@ def newest_predictions(predictions: Iterable[dict[str, Any]], tag: ScoreTag) -> 
 
 
 def build_rows(
-    tasks: list[dict[str, Any]], predictions: Iterable[dict[str, Any]], tag: ScoreTag
+    tasks: list[dict[str, Any]], predictions: Iterable[dict[str, Any]], tag: ScoreTag,
+    ratings: Mapping[int, RatingStats] | None = None,
 ) -> tuple[list[MOSRow], list[str]]:
-    """Rows sorted numerically by image name, and the names of images with neither value."""
-    ratings = aggregate_ratings(tasks, tag)
+    """Rows sorted numerically by image name, and the names of images with neither value.
+    ``ratings``: the tasks' MOS (default: ``aggregate_ratings`` without screening)."""
+    ratings = aggregate_ratings(tasks, tag) if ratings is None else ratings
     predicted = newest_predictions(predictions, tag)
     rows: list[MOSRow] = []
     missing: list[str] = []
@@ -61,7 +67,8 @@ def build_rows(
         task_id = task["id"]
         if task_id in ratings:
             stats = ratings[task_id]
-            rows.append(MOSRow(name, stats.mean, "human", stats.n, stats.std))
+            rows.append(MOSRow(name, stats.mean, "human", stats.n, stats.std, ci95=stats.ci95,
+                               n_rejected=stats.n_rejected, aggregation=stats.method))
         elif task_id in predicted:
             p = predicted[task_id]
             rows.append(MOSRow(name, p.value, "predicted", 0, None, p.model_version, p.confidence))
@@ -78,32 +85,62 @@ class ExportReport:
     n_human: int
     n_predicted: int
     missing: list[str]  # images with neither a rating nor a prediction (not in the CSV)
+    screening: str = "none"
+    #: rater -> why the screening rejected them
+    rejected: dict[str, str] = field(default_factory=dict)
+    #: images whose every rating came from rejected raters (their MOS is the prediction)
+    lost_to_screening: int = 0
+    #: the rater report's PNG, when written
+    raters_png: Path | None = None
+
+
+@dataclass(frozen=True)
+class StudyFiles:
+    """What ``export`` writes beside MOS.csv (None: not asked for)."""
+
+    votes: Path | None = None
+    raters_report: Path | None = None
 
 
 def export_project(client: LabelStudioClient, project_id: int, out: Path, details: bool = False,
-                   refresh: bool = True, progress: Callable[[str], None] = lambda _: None) -> ExportReport:
-    """Write MOS.csv for a project. With ``refresh``, Label Studio first asks the connected backend
-    for predictions of the current model for the unrated images that have none of the project's
-    model version (the backend stores them after every retrain: usually none are missing).
-    Nothing is written on failure."""
-    if not out.parent.is_dir():
-        raise MissingPathError(f"output folder {out.parent} does not exist")
+                   refresh: bool = True, progress: Callable[[str], None] = lambda _: None,
+                   screening: str = "none", study: StudyFiles = StudyFiles()) -> ExportReport:
+    """Write MOS.csv for a project (and the study files asked for). With ``refresh``, Label
+    Studio first asks the connected backend for predictions of the current model for the unrated
+    images that have none of the project's model version (the backend stores them after every
+    retrain: usually none are missing). Nothing is written on failure."""
+    for path in (out, study.votes, study.raters_report):
+        if path is not None and not path.parent.is_dir():
+            raise MissingPathError(f"output folder {path.parent} does not exist")
+    screener = SCREENINGS.create(screening)  # an unknown method fails before any request
     client.check()
     project = client.get_project(project_id)
     tag = parse_label_config(str(project.label_config))
     progress("reading the tasks and their annotations")
     tasks = client.export_tasks(project_id)
-    progress(f"{len(tasks)} tasks; reading the predictions")
+    votes = task_votes(tasks, tag, client.user_emails() if study.votes or study.raters_report else None)
+    table = VoteTable.from_votes(counted(votes))
+    gold = gold_ranges(tasks)
+    result = screener.screen(table, gold)
+    rated = ratings_of(table, result)
+    lost = sum(1 for i, n in enumerate(result.n) if n == 0 and table.counts[i] > 0)
+    progress(f"{len(tasks)} tasks, {len(votes)} annotations by {len(table.raters)} raters "
+             f"(screening {screening}: {len(result.rejected)} rejected); reading the predictions")
     predictions = client.predictions(project_id)
     if refresh and client.ml_backends(project_id):
-        rated = aggregate_ratings(tasks, tag)
         current = {p["task"] for p in predictions if p["model_version"] == project.model_version and p["result"]}
         stale = [task["id"] for task in tasks if task["id"] not in rated and task["id"] not in current]
         if stale:
             progress(f"asking the backend (through Label Studio) for predictions of {len(stale)} images")
             client.retrieve_predictions(project_id, stale)
             predictions = client.predictions(project_id)
-    rows, missing = build_rows(tasks, predictions, tag)
+    rows, missing = build_rows(tasks, predictions, tag, rated)
+    names = {int(task["id"]): image_name(task, tag) for task in tasks}
     write_csv_file(rows, out, details)
+    if study.votes:
+        write_votes(study.votes, votes, names, {v.annotation_id for v in counted(votes)}, result)
+    png = None
+    if study.raters_report:
+        png = write_rater_report(study.raters_report, rater_stats(table, votes, result, gold), screening, progress)
     human = sum(row.source == "human" for row in rows)
-    return ExportReport(out, human, len(rows) - human, missing)
+    return ExportReport(out, human, len(rows) - human, missing, screening, result.rejected, lost, png)

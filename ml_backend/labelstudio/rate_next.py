@@ -7,8 +7,9 @@ the project's model version first. So the prediction ``score`` carries the order
 representatives get scores below ``FLOOR`` in pick order, every other image its confidence (at
 least ``FLOOR``), and the near-duplicates the seed marked (``DUPLICATE_KEY``, ``seed
 --duplicates-last``) ``DUPLICATE_OFFSET`` plus theirs, after every other image. The model's own
-confidence is kept in the prediction for the export (``label_config.read_confidence``). Before the first rating the seed stores empty predictions of
-``SEED_VERSION`` for the representatives, so the stream starts with them.
+confidence is kept in the prediction for the export (``label_config.read_confidence``). Before
+the first rating the seed stores empty predictions of ``SEED_VERSION`` for the representatives, so
+the stream starts with them.
 """
 from __future__ import annotations
 

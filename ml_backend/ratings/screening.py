@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from ..registry import Registry, check_int
+from ..registry import check_int
 from .subject_model import fit_subject_model
 from .votes import VoteTable
 
@@ -111,11 +111,6 @@ def gold_rejections(table: VoteTable, gold: Mapping[Hashable, tuple[float, float
     return rejected
 
 
-SCREENINGS: Registry[Screening] = Registry("screening")
-SCREENINGS.register("none")(Screening)
-
-
-@SCREENINGS.register("bt500")
 class BT500Screening(Screening):
     name = "bt500"
 
@@ -143,7 +138,6 @@ class BT500Screening(Screening):
         return rejected
 
 
-@SCREENINGS.register("zscore")
 class ZScoreScreening(Screening):
     name = "zscore"
 
@@ -180,7 +174,6 @@ class ZScoreScreening(Screening):
         return rejected
 
 
-@SCREENINGS.register("mle")
 class SubjectModelScreening(Screening):
     name = "mle"
 

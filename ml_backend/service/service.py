@@ -35,6 +35,7 @@ from ..labelstudio.task_images import resolve_task_image
 from ..labelstudio.webhooks import REFRESH_ACTIONS, parse_webhook
 from ..prediction import PREDICTORS
 from ..prediction.base import Predictor
+from ..ratings import SCREENINGS
 from .protocol import empty_prediction, parse_predict, parse_setup, prediction
 from .state import UNTRAINED, ProjectState, StateStore
 from .trainer import TrainingQueue
@@ -80,6 +81,7 @@ class MOSService:
         if config.label_studio_api_key and not config.label_studio_url:
             raise ConfigError("LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: the backend sends its "
                               "token only to LABEL_STUDIO_URL, so set both (or neither)")
+        SCREENINGS.get(config.screening)  # MOS_SCREENING: an unknown method fails here, with the choices
         self.config = config
         self._extractor = extractor
         self._extractor_lock = threading.Lock()
@@ -366,7 +368,7 @@ class MOSService:
         tasks, label_config = self._project_tasks(client, project_id, incremental=force)
         tag = parse_label_config(label_config)
         fetched = time.perf_counter()
-        stats = aggregate_ratings(tasks, tag)
+        stats = aggregate_ratings(tasks, tag, self.config.screening)  # the MOS the export writes
         by_id = {task["id"]: task for task in tasks}
         labels = {
             str(task_id): {

@@ -64,9 +64,9 @@ def test_csv_columns() -> None:
     write_csv(rows, detailed, details=True)
     assert plain.getvalue() == "Image_Name,MOS\na.png,62.5\nb.png,40\n"
     assert detailed.getvalue().splitlines() == [
-        "Image_Name,MOS,Source,N_Ratings,Std,Model_Version,Confidence",
-        "a.png,62.5,human,1,,,",  # one rating: its spread is undefined, not 0
-        "b.png,40,predicted,0,,knn-v3,0.5",
+        "Image_Name,MOS,Source,N_Ratings,Std,CI95,N_Rejected,Aggregation,Model_Version,Confidence",
+        "a.png,62.5,human,1,,,0,none,,",  # one rating: its spread and interval are undefined, not 0
+        "b.png,40,predicted,0,,,0,,knn-v3,0.5",
     ]
 
 

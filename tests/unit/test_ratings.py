@@ -10,7 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-from ml_backend.ratings.screening import SCREENINGS, gold_rejections, mean_and_interval
+from ml_backend.ratings import SCREENINGS
+from ml_backend.ratings.screening import gold_rejections, mean_and_interval
 from ml_backend.ratings.subject_model import fit_subject_model
 from ml_backend.ratings.votes import Vote, VoteTable
 
