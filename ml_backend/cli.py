@@ -145,6 +145,10 @@ def _seed(commands: argparse._SubParsersAction, config: Config) -> None:
                          "stream and fill the Data Manager and the export; suggest: a line 'model "
                          "ridge-v3: 56 · confidence 0.42' under an empty score control (it anchors raters: "
                          "README)")
+    project.add_argument("--gold", type=Path, help="CSV image,min,max of gold images (MOS range known in advance, "
+                         "on the project's scale): stored as task fields no rater sees; a rater who misses "
+                         "more than a quarter of them is rejected by the export's screening (the sample "
+                         "dataset writes one: gold.csv)")
     project.add_argument("--duplicates-last", action="store_true",
                          help="near-duplicate groups (perceptual hash): the stream hands out one image per "
                          "group first, the others after every other image (still predicted, still rateable; "
@@ -182,7 +186,7 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
         selector_params=selector_params(args.selector, count, args.seed, args.eps, args.min_samples,
                                         args.include_outliers),
         features=_with_features(config, args), backend_url=args.backend_url, raters=args.raters,
-        progress=not args.no_progress, mode=args.mode, duplicates_last=args.duplicates_last,
+        progress=not args.no_progress, mode=args.mode, duplicates_last=args.duplicates_last, gold=args.gold,
         backend_auth=(config.basic_auth_user, config.basic_auth_pass)
         if config.basic_auth_user and config.basic_auth_pass else None,
     )
@@ -199,6 +203,9 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
         print(f"structure:        {s.n_clusters} clusters by {s.method} (best silhouette of k-means, agglomerative, "
               f"Gaussian mixture, HDBSCAN: {s.silhouette:.2f}; Davies-Bouldin {s.davies_bouldin:.2f}, "
               f"Calinski-Harabasz {s.calinski_harabasz:.0f})")
+    if args.gold:
+        print(f"gold:             {report.n_gold} gold image(s) imported (fields gold_min, gold_max; hidden "
+              "in the Rate next tab)")
     print(f"ML backend:       {report.backend}")
     if len(report.representatives) > report.n_images / 2:
         print(f"warning: {len(report.representatives)} representatives for {report.n_images} images: more than "

@@ -107,7 +107,7 @@ class RecordingLabelStudio:
         self.writes.append("configure_labelling")
         self.projects[project_id]["show_predictions"] = show_predictions
 
-    def ensure_view(self, project_id: int, title: str, ordering: list[str]) -> int:
+    def ensure_view(self, project_id: int, title: str, ordering: list[str], hidden: list[str] | None = None) -> int:
         self.writes.append("ensure_view")
         self.projects[project_id].setdefault("views", {})[title] = ordering
         return 1

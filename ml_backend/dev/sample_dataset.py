@@ -70,11 +70,19 @@ def _variants(image: Image.Image, rng: np.random.Generator):
         yield "noise", level, sigma, "png", _png(Image.fromarray(noisy))
 
 
+#: Gold images of the sample (``gold.csv``, 0-100 scale): each scene's reference is rated at least
+#: this, its strongest blur at most ``GOLD_BLURRED_MAX``: mistakes nobody looking at them makes.
+GOLD_REFERENCE_MIN = 60
+GOLD_BLURRED_MAX = 40
+
+
 def make_sample_dataset(out: Path, scenes: int | None = None, seed: int = 0) -> list[SampleImage]:
-    """Write ``img1..imgN``, ``manifest.csv`` and ``proxy_labels.csv`` into ``out``.
+    """Write ``img1..imgN``, ``manifest.csv``, ``proxy_labels.csv`` and ``gold.csv`` into ``out``.
 
     ``proxy_labels.csv`` (``image,mos``) scores each image ``100 - 20 * level``: not human opinion,
     only the known order of severity, so the evaluate command can compare predictors on ladders.
+    ``gold.csv`` (``image,min,max``, for ``seed --gold``): each scene's reference and its strongest
+    blur, with ranges on the 0-100 scale.
     """
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +108,14 @@ def make_sample_dataset(out: Path, scenes: int | None = None, seed: int = 0) -> 
         writer.writerow(["image", "mos"])
         for row in rows:
             writer.writerow([row.name, proxy_score(row.level)])
+    with open(out / "gold.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "min", "max"])
+        for row in rows:
+            if row.distortion == "reference":
+                writer.writerow([row.name, GOLD_REFERENCE_MIN, 100])
+            elif row.distortion == "blur" and row.level == len(BLUR_SIGMAS):
+                writer.writerow([row.name, 0, GOLD_BLURRED_MAX])
     return rows
 
 

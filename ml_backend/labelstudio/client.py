@@ -232,13 +232,16 @@ class LabelStudioClient:
         self._update_project(project_id, show_collab_predictions=show_predictions,
                              sampling="Uncertainty sampling", min_annotations_to_start_training=1)
 
-    def ensure_view(self, project_id: int, title: str, ordering: list[str]) -> int:
+    def ensure_view(self, project_id: int, title: str, ordering: list[str], hidden: list[str] | None = None) -> int:
         """A Data Manager tab ``title`` with ``ordering`` (one key: Label Studio 1.23 sorts by the
-        first only); an existing tab of that title is kept."""
+        first only) and ``hidden`` columns (e.g. "tasks:data.gold_min"); an existing tab of that
+        title is kept."""
         for view in self._raw("GET", "api/dm/views/", "list Data Manager tabs", params={"project": project_id}):
             if (view.get("data") or {}).get("title") == title:
                 return int(view["id"])
-        data = {"title": title, "ordering": ordering, "filters": {"conjunction": "and", "items": []}}
+        data: dict[str, Any] = {"title": title, "ordering": ordering, "filters": {"conjunction": "and", "items": []}}
+        if hidden:
+            data["hiddenColumns"] = {"explore": hidden, "labeling": hidden}
         return int(self._raw("POST", "api/dm/views/", "create a Data Manager tab",
                              {"project": project_id, "data": data})["id"])
 

@@ -14,10 +14,12 @@ from ..config import DEFAULTS, Config
 from ..errors import SeedError
 from ..features import phash
 from ..features.extractor import FeatureExtractor
-from ..features.images import list_images
+from ..features.images import list_images, natural_key
+from ..ratings.gold import read_gold
 from ..selection import SELECTORS
 from ..selection.auto import AutoSelector, Clustering
 from . import rate_next
+from .aggregation import GOLD_KEYS
 from .client import LabelStudioClient
 from .label_config import blind, bundled_config, parse_label_config, read_label_config
 from .task_images import local_files_url
@@ -59,6 +61,9 @@ class SeedOptions:
     #: Rate one image of each near-duplicate group first: the others are marked
     #: (``rate_next.DUPLICATE_KEY``) and come after every other image in the stream.
     duplicates_last: bool = False
+    #: ``image,min,max`` CSV of gold images (``ratings.gold``): their ranges become task fields
+    #: (``aggregation.GOLD_KEYS``) that no labelling view shows and the "Rate next" tab hides.
+    gold: Path | None = None
 
 
 @dataclass
@@ -81,6 +86,8 @@ class SeedReport:
     #: The folder's clusters by the best of several clusterings (``AutoSelector``); None when
     #: too large to analyse or without structure.
     structure: Clustering | None = None
+    #: Gold images imported now (gold images already in the project keep their fields).
+    n_gold: int = 0
 
 
 def _check_folder(options: SeedOptions) -> tuple[Path, Path]:
@@ -105,6 +112,7 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
         label_config = blind(label_config)
         tag = parse_label_config(label_config)
     # Bad settings, weights, a wrong token or a stopped server fail here, before minutes of features.
+    gold = read_gold(options.gold) if options.gold else {}
     selector = SELECTORS.create(options.selector, options.selector_params)
     extractor = FeatureExtractor.from_config(options.features)
     client.check()
@@ -132,12 +140,17 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
     urls = [local_files_url(path, root) for path in features.paths]  # every check before Label Studio is written
     near = _near_duplicate_groups(features.paths)
     names = [path.relative_to(folder).as_posix() for path in features.paths]
+    unknown = sorted(set(gold) - set(names), key=natural_key)
+    if unknown:
+        raise SeedError(f"{options.gold}: {len(unknown)} gold image(s) are not readable images of {folder}: "
+                        f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
     duplicate_of = _rate_last(near, order) if options.duplicates_last and near else {}
 
     project_id, created = _project(client, options, label_config, folder)
     client.ensure_local_storage(project_id, folder)
     client.configure_labelling(project_id, show_predictions=options.mode == "suggest")  # see rate_next
-    client.ensure_view(project_id, rate_next.TAB_TITLE, rate_next.TAB_ORDERING)
+    client.ensure_view(project_id, rate_next.TAB_TITLE, rate_next.TAB_ORDERING,
+                       hidden=[f"tasks:data.{key}" for key in GOLD_KEYS])
     present = {str(data.get(tag.data_key)) for data in client.task_data(project_id)}
     tasks = []
     for index in order:
@@ -151,6 +164,8 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
         }
         if index in duplicate_of:
             task[rate_next.DUPLICATE_KEY] = names[duplicate_of[index]]
+        if names[index] in gold:
+            task.update(zip(GOLD_KEYS, gold[names[index]], strict=True))
         tasks.append(task)
     ids = client.import_tasks(project_id, tasks) if tasks else []  # one request: task ids follow this order
     # Connecting the backend resets the project's model version: the placeholders come after.
@@ -173,6 +188,7 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
         duplicates=_duplicates(features.paths, features.keys, folder),
         near_duplicates=None if near is None else [[names[i] for i in group] for group in near],
         structure=structure,
+        n_gold=sum(GOLD_KEYS[0] in task for task in tasks),
     )
 
 

@@ -82,8 +82,8 @@ def write_rater_report(path: Path, stats: list[RaterStats], method: str,
         left.text(-0.98, y, f"{s.ratings} ratings", va="center", fontsize=8)
     biases = [s.bias if s.bias is not None else 0.0 for s in stats]
     spreads = [s.inconsistency if s.inconsistency is not None else 0.0 for s in stats]
-    right.errorbar(biases, list(positions), xerr=spreads, fmt="none", ecolor=colours, capsize=3)
-    right.scatter(biases, list(positions), c=colours, zorder=3)
+    for y, (bias, spread, colour) in enumerate(zip(biases, spreads, colours, strict=True)):
+        right.errorbar([bias], [y], xerr=[spread], fmt="o", color=colour, capsize=3)
     right.axvline(0, color="grey", lw=0.8)
     right.set_xlabel("bias (dot) ± inconsistency (bar), score units")
     figure.suptitle(f"Raters (screening: {method}; red = rejected)", fontsize=10)

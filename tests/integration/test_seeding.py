@@ -124,3 +124,26 @@ def test_duplicates_last_marks_all_but_the_first_of_each_group(folder: Path, tmp
     assert sum(rate_next.DUPLICATE_KEY in t for t in tasks) == sum(len(g) - 1 for g in report.near_duplicates or [])
     plain = seed_project(RecordingLabelStudio(), options(folder, tmp_path))
     assert plain.near_duplicates == report.near_duplicates
+
+
+def test_gold_images_become_hidden_task_fields_and_a_bad_gold_file_fails_first(folder: Path, tmp_path: Path) -> None:
+    from ml_backend.errors import DatasetError
+
+    gold = folder / "gold.csv"  # the sample dataset writes one: each reference and its strongest blur
+    client = RecordingLabelStudio()
+    report = seed_project(client, options(folder, tmp_path, gold=gold))
+    tasks = {t["image_name"]: t for t in client.projects[report.project_id]["tasks"]}
+    expected = {row.split(",")[0]: tuple(map(float, row.split(",")[1:])) for row in gold.read_text().split()[1:]}
+    assert report.n_gold == len(expected) == 2
+    assert {name: (t["gold_min"], t["gold_max"]) for name, t in tasks.items() if "gold_min" in t} == expected
+    config = client.projects[report.project_id]["label_config"]
+    assert "gold" not in config  # no labelling view refers to the fields
+
+    (tmp_path / "bad.csv").write_text("image,min,max\nimg1.png,80,20\n")
+    with pytest.raises(DatasetError, match=r"bad.csv line 2: min 80 is above max 20"):
+        seed_project(RecordingLabelStudio(), options(folder, tmp_path, gold=tmp_path / "bad.csv"))
+    (tmp_path / "stranger.csv").write_text("image,min,max\nnot-here.png,0,20\n")
+    fresh = RecordingLabelStudio()
+    with pytest.raises(SeedError, match=r"not-here.png"):
+        seed_project(fresh, options(folder, tmp_path, gold=tmp_path / "stranger.csv"))
+    assert fresh.writes == []  # nothing written to Label Studio
