@@ -72,7 +72,11 @@ def rate_stream(stack: Stack, rater: requests.Session, project_id: int,
 
 def careful(levels: dict[str, int], email: str, bias: int) -> Callable[[str], float]:
     """About what the distortion level says, the rater's own offset, a few points of noise."""
-    return lambda name: max(0, min(100, 90 - 18 * levels[name] + bias + random.Random(f"{email}/{name}").randint(-4, 4)))
+    def score(name: str) -> float:
+        noise = random.Random(f"{email}/{name}").randint(-4, 4)
+        return max(0, min(100, 90 - 18 * levels[name] + bias + noise))
+
+    return score
 
 
 def careless(email: str) -> Callable[[str], float]:
