@@ -411,6 +411,10 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
                        "methods: e.g. 10 seeds of 400 images)")
     parser.add_argument("--scale", type=float, nargs=2, default=[0.0, 100.0], metavar=("MIN", "MAX"),
                         help="labelling scale for simulated raters (default 0 100)")
+    parser.add_argument("--rater-budgets", type=int, nargs="+", metavar="R",
+                        help="instead: how to spend R ratings (needs mos_std): 1 rating on R images, 3 on R/3, "
+                        "5 on R/5, or mixed (more raters where the model disagrees with the first rating), with "
+                        "the product's default selector and predictor; writes budget.json, budget.md, budget.png")
     _feature_options(parser, config)
 
 
@@ -420,6 +424,8 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     from .evaluation.replay import Grid, load_dataset, run_grid
     from .evaluation.report import write_report
 
+    if args.rater_budgets:
+        return _evaluate_rater_budgets(args, config)
     default = (config.selector, config.predictor)
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
                 strategies=args.strategies, seeds=args.seeds, subsample=args.subsample, pool=args.pool,
@@ -439,6 +445,28 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     title = f"{args.dataset.name}: {len(dataset.paths)} images{subsampled}, {args.backbone}"
     print(write_report(args.out, trials, setup, title, description, default))
     print(f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'srcc.png'}")
+    return 0
+
+
+def _evaluate_rater_budgets(args: argparse.Namespace, config: Config) -> int:
+    from tqdm import tqdm
+
+    from .evaluation.rater_budget import run_budget_study, write_budget_report
+    from .evaluation.replay import load_dataset
+
+    dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
+    started = time.perf_counter()
+    settings = {name: config.params_for(name) for name in PREDICTORS.names()}
+    trials = run_budget_study(features, dataset, args.rater_budgets, args.seeds, config.selector, config.predictor,
+                              settings, args.pool, progress=lambda items: tqdm(items, desc="trials"))
+    setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
+             "selector": config.selector, "predictor": config.predictor, "seeds": args.seeds, "pool": args.pool,
+             "command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started, 1)}
+    pools = f", each seed on its own random {args.pool} images" if args.pool else ""
+    title = (f"{args.dataset.name}: {len(dataset.paths)} images{pools}, {args.seeds} seeds, simulated raters "
+             f"mos + N(0, mos_std); {config.selector} + {config.predictor}")
+    print(write_budget_report(args.out, trials, setup, title))
+    print(f"\nwrote {args.out / 'budget.json'}, {args.out / 'budget.md'}, {args.out / 'budget.png'}")
     return 0
 
 

@@ -179,3 +179,45 @@ def test_default_rows_are_marked_and_others_paired_with_them() -> None:
     assert row["verdict"] == "loss"  # knn trails ridge on a linear signal by far more than 2 SE
     with pytest.raises(ValueError, match="--pool 500 is larger than the dataset"):
         run_grid(X, data, Grid(budgets=[30], selectors=["random"], predictors=["ridge"], pool=500))
+
+
+def test_rater_budget_designs_spend_the_budget_and_pair_with_one_rater() -> None:
+    """k raters per image rate budget / k images, mixed spends 60 % on first ratings; the
+    simulated raters scatter by mos_std (their mean of 3 by mos_std / sqrt 3); the difference with
+    one rater per image is paired by seed."""
+    from ml_backend.evaluation.rater_budget import run_budget_study, simulated_ratings, summarise_budget
+
+    X, data = synthetic(n=90)
+    data = Dataset(data.root, data.paths, np.full(90, 50.0), np.full(90, 12.0))
+    ratings = simulated_ratings(data, np.arange(90), 3, np.random.default_rng(0))
+    assert np.std(ratings - 50) == pytest.approx(12, rel=0.1)
+    assert np.std(ratings.mean(axis=1) - 50) == pytest.approx(12 / np.sqrt(3), rel=0.2)
+    X, data = synthetic(n=90)
+    trials = run_budget_study(X, data, [90], seeds=3, selector="random", predictor="ridge")
+    by = {(t.design, t.seed): t for t in trials}
+    spent = {d: (by[(d, 0)].images_rated, by[(d, 0)].ratings_used) for d in ("1", "3", "5")}
+    assert spent == {"1": (90, 90), "3": (30, 90), "5": (18, 90)}
+    assert all(t.ratings_used <= 90 for t in trials) and by[("mixed", 0)].images_rated == 54
+    three = next(r for r in summarise_budget(trials) if r["design"] == "3")
+    differences = [by[("3", s)].metrics["srcc"] - by[("1", s)].metrics["srcc"] for s in range(3)]
+    assert three["delta_srcc"] == pytest.approx(np.mean(differences))
+    assert three["delta_se"] == pytest.approx(np.std(differences, ddof=1) / np.sqrt(3))
+
+
+def test_evaluate_rater_budgets_writes_the_table_and_plot(tmp_path: Path) -> None:
+    from ml_backend.dev.sample_dataset import make_sample_dataset
+
+    rows = make_sample_dataset(tmp_path / "data", scenes=2)
+    with open(tmp_path / "data" / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "mos", "mos_std"])
+        for row in rows:
+            writer.writerow([row.name, 90 - 18 * row.level, 15])
+    out = tmp_path / "out"
+    result = run_command("evaluate", str(tmp_path / "data"), "--out", str(out), "--rater-budgets", "12", "30",
+                         "--seeds", "2", "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "budget.json").read_text())
+    assert len(report["trials"]) == 2 * 4 * 2 and set(report["winners"]) == {"12", "30"}
+    assert "| 30 | 3 raters per image | 10 | 30 |" in (out / "budget.md").read_text()
+    assert (out / "budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
