@@ -458,9 +458,11 @@ def _evaluate_rater_budgets(args: argparse.Namespace, config: Config) -> int:
     started = time.perf_counter()
     settings = {name: config.params_for(name) for name in PREDICTORS.names()}
     trials = run_budget_study(features, dataset, args.rater_budgets, args.seeds, config.selector, config.predictor,
-                              settings, args.pool, progress=lambda items: tqdm(items, desc="trials"))
+                              settings, args.pool, weighted=config.certainty_weights == "on",
+                              progress=lambda items: tqdm(items, desc="trials"))
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
              "selector": config.selector, "predictor": config.predictor, "seeds": args.seeds, "pool": args.pool,
+             "certainty_weights": config.certainty_weights,
              "command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started, 1)}
     pools = f", each seed on its own random {args.pool} images" if args.pool else ""
     title = (f"{args.dataset.name}: {len(dataset.paths)} images{pools}, {args.seeds} seeds, simulated raters "

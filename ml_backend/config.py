@@ -97,6 +97,11 @@ class Config:
         "How several raters of an image make its MOS, for the export and the backend's training "
         "targets: none, bt500 (ITU-R BT.500 subject rejection; needs 6 ratings per image to reject "
         "anyone), zscore or mle (P.910 Annex E subject model). README: Several raters.")
+    certainty_weights: str = setting(
+        "off", "MOS_CERTAINTY_WEIGHTS",
+        "on: the ridge weighs each rated image by how sure its MOS is (more accepted raters, less "
+        "spread: ratings/weights.py); off: every rated image counts the same. Off by default: it "
+        "gained nothing in the rater-budget simulation on clive-dev (docs/experiments.md).")
     knn_k: int = setting(5, "MOS_KNN_K", "KNN neighbours (per project: extra_params `n_neighbors`).",
                          ("predictor", "knn", "n_neighbors"))
     knn_weights: str = setting("distance", "MOS_KNN_WEIGHTS",
@@ -121,8 +126,9 @@ class Config:
         object.__setattr__(self, "label_studio_url", self.label_studio_url.rstrip("/"))
         object.__setattr__(self, "backend_url", self.backend_url.rstrip("/"))
         object.__setattr__(self, "log_level", self.log_level.upper())
-        if self.publish not in ("on", "off"):
-            raise ConfigError(f"MOS_PUBLISH must be on or off, got {self.publish!r}")
+        for name, value in (("MOS_PUBLISH", self.publish), ("MOS_CERTAINTY_WEIGHTS", self.certainty_weights)):
+            if value not in ("on", "off"):
+                raise ConfigError(f"{name} must be on or off, got {value!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:

@@ -10,7 +10,8 @@ against the true MOS.
 Designs: ``k`` raters on each of R / k images (k = 1, 3, 5: at most every image), and ``mixed``:
 one rating on ``MIXED_FIRST`` of the budget's images, then the rest as two more ratings each on
 the rated images whose rating the model (fitted without it: leave-one-out) disagrees with most,
-the ones most likely to be a rater's slip.
+the ones most likely to be a rater's slip (with ``weighted``, the model weighs the MOS of three
+ratings as the backend does with MOS_CERTAINTY_WEIGHTS=on).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError, UserError
 from ..prediction import PREDICTORS
+from ..ratings.weights import label_weights, pooled_variance
 from .metrics import plcc_raw, rmse, srcc
 from .replay import Dataset, parse_spec, select, subsample_rows
 
@@ -54,7 +56,10 @@ def simulated_ratings(dataset: Dataset, rows: np.ndarray, raters: int, rng: np.r
 
 
 def run_budget_trial(X: np.ndarray, dataset: Dataset, budget: int, design: str, seed: int, selector: str,
-                     predictor: str, settings: Mapping[str, Mapping[str, Any]] | None = None) -> BudgetTrial:
+                     predictor: str, settings: Mapping[str, Mapping[str, Any]] | None = None,
+                     weighted: bool = False) -> BudgetTrial:
+    """One design at one budget. ``weighted``: the model weighs each MOS by how sure it is, as
+    the backend does with MOS_CERTAINTY_WEIGHTS=on (only the mixed design has unequal MOS)."""
     if design not in DESIGNS:
         raise ConfigError(f"unknown design '{design}'; choose from: {', '.join(DESIGNS)}")
     name, params = parse_spec(predictor)
@@ -72,17 +77,19 @@ def run_budget_trial(X: np.ndarray, dataset: Dataset, budget: int, design: str, 
             ratings[i] += list(simulated_ratings(dataset, first[i : i + 1], 2, rng)[0])
         rated, means = first, np.array([np.mean(r) for r in ratings])
         used = sum(len(r) for r in ratings)
+        weights = _weights(ratings, X[rated], means, name, params) if weighted else None
     else:
         k = int(design)
         rated = select(X, selector, min(n, budget // k), seed)
         means = simulated_ratings(dataset, rated, k, rng).mean(axis=1)
         used = k * len(rated)
+        weights = None  # equal
     combined = np.empty(n)
     combined[rated] = means
     rest = np.setdiff1d(np.arange(n), rated)
     metrics: dict[str, float] = {}
     if len(rest):
-        model = PREDICTORS.create(name, params).fit(X[rated], means)
+        model = PREDICTORS.create(name, params).fit(X[rated], means, sample_weight=weights)
         combined[rest] = model.predict(X[rest])
         metrics["srcc_unrated"] = srcc(combined[rest], dataset.mos[rest])
     metrics |= {"srcc": srcc(combined, dataset.mos), "plcc_raw": plcc_raw(combined, dataset.mos),
@@ -90,9 +97,20 @@ def run_budget_trial(X: np.ndarray, dataset: Dataset, budget: int, design: str, 
     return BudgetTrial(budget, design, seed, len(rated), used, metrics)
 
 
+def _weights(ratings: list[list[float]], X: np.ndarray, means: np.ndarray, name: str,
+             params: Mapping[str, Any]) -> np.ndarray | None:
+    """The backend's weights (``ratings.weights``) for MOS of unequal numbers of ratings."""
+    n = np.array([len(r) for r in ratings])
+    pooled = pooled_variance(n, np.array([np.std(r, ddof=1) if len(r) > 1 else np.nan for r in ratings]))
+    if pooled is None:
+        return None
+    plain = PREDICTORS.create(name, params).fit(X, means)
+    return label_weights(n, pooled / n, getattr(plain, "loo_residuals_", None))
+
+
 def run_budget_study(X: np.ndarray, dataset: Dataset, budgets: Sequence[int], seeds: int, selector: str,
                      predictor: str, settings: Mapping[str, Mapping[str, Any]] | None = None,
-                     pool: int | None = None,
+                     pool: int | None = None, weighted: bool = False,
                      progress: Callable[[Iterable[Any]], Iterable[Any]] = iter) -> list[BudgetTrial]:
     """Every design at every budget for each seed (each seed on its own random ``pool`` of images
     when given)."""
@@ -105,7 +123,7 @@ def run_budget_study(X: np.ndarray, dataset: Dataset, budgets: Sequence[int], se
         rows = np.arange(len(dataset.paths)) if pool is None else subsample_rows(len(dataset.paths),
                                                                                  pool / len(dataset.paths), seed)
         trials.append(run_budget_trial(X[rows], dataset.subset(rows), budget, design, seed, selector, predictor,
-                                       settings))
+                                       settings, weighted))
     return trials
 
 

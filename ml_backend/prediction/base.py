@@ -2,8 +2,10 @@
 
 Every predictor takes the same keywords and ignores what it does not use: ``images`` (the files
 of the rows, for predictors that compare pixels), ``row_ids`` (names of the rows, e.g. task ids)
-and ``normal_matrix`` (a previous fit's ``normal_matrix_``, which ridge updates with the rows that
-changed instead of recomputing it; it is taken over by the new fit, so pass it to one fit only).
+``normal_matrix`` (a previous fit's ``normal_matrix_``, which ridge updates with the rows that
+changed instead of recomputing it; it is taken over by the new fit, so pass it to one fit only)
+and ``sample_weight`` (how much each label counts: a MOS of several raters more than one rating;
+ridge uses it, KNN and similarity average their neighbours' MOS as they are).
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ class Predictor(Protocol):
         ...
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
-            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None) -> Predictor: ...
+            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None,
+            sample_weight: np.ndarray | None = None) -> Predictor: ...
 
     def predict(self, X: np.ndarray, *, images: Images = None) -> np.ndarray: ...
 

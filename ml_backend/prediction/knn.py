@@ -40,7 +40,7 @@ class KNNPredictor(RegressorMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
             row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None,
-            scaler: Standardiser | None = None) -> KNNPredictor:
+            sample_weight: np.ndarray | None = None, scaler: Standardiser | None = None) -> KNNPredictor:
         """Only ``X`` and ``y`` matter here; the other keywords are the common interface's, except
         ``scaler``: an unfitted Standardiser to fit here instead of the plain one (ridge weights
         a column)."""

@@ -46,6 +46,11 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
     ``loo_residuals_`` (label minus its prediction by the fit without it, closed form, for the
     labelled rows ``loo_rows_``: all of them, or the penalty's sample beyond ``max_exact``) say how
     well the model predicts ratings it has not seen: the backend reports them per retrain.
+
+    ``sample_weight`` weighs each label's squared error (and its leave-one-out error in the
+    penalty's choice): a MOS of several raters is surer than one rating (``ratings.weights``:
+    1 is one rating's worth, so that a retrain after one more rating changes only that image's
+    weight and the normal matrix is updated, not rebuilt). All equal is the plain fit.
     """
 
     normal_matrix_: NormalMatrix | None = None
@@ -79,7 +84,8 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         return X, p
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
-            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None) -> RidgePredictor:
+            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None,
+            sample_weight: np.ndarray | None = None) -> RidgePredictor:
         """``row_ids`` name the rows (task ids; default: their positions) so that
         ``normal_matrix``, an earlier fit's ``normal_matrix_``, can be updated with the rows that
         changed; this fit takes it over (it is updated in place). ``images`` is not used. This
@@ -91,45 +97,61 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         ids: list[Hashable] = list(range(len(y))) if row_ids is None else list(row_ids)
         if len(ids) != len(y):
             raise ConfigError(f"fit got {len(y)} feature rows but {len(ids)} row_ids")
+        w = _weights(sample_weight, len(y))
         self.n_labels_ = len(y)
-        self.label_mean_ = float(y.mean())
+        self.label_mean_ = float(np.average(y, weights=w))
         self.y_range_ = float(np.ptp(y))
         X, prior = self._with_prior(X)
         self.prior_scale_, self.prior_offset_ = 0.0, 0.0
         if prior is not None and self.prior_mode == "mean":
-            self.prior_scale_, self.prior_offset_ = _calibrate(prior, y)
+            self.prior_scale_, self.prior_offset_ = _calibrate(prior, y, w)
             y = y - (self.prior_offset_ + self.prior_scale_ * prior)  # ridge learns what the prior misses
         weights = {X.shape[1] - 1: PRIOR_WEIGHT} if prior is not None and self.prior_mode == "feature" else None
         self.neighbours_ = KNNPredictor().fit(X, y, scaler=Standardiser(weights=weights))  # for the confidence only
         self.scaler_ = self.neighbours_.scaler_  # the same standardisation: computed once
-        self.y_mean_ = float(y.mean())
-        yc = y - self.y_mean_
+        y_mean = float(np.average(y, weights=w))
+        yc = y - y_mean
         self.normal_matrix_ = None
-        Xs = self.neighbours_.Xs_  # X in the shared standardisation, already computed
+        Xs = self.neighbours_.Xs_  # X in the shared standardisation (centred on the plain mean)
+        if w is not None:  # weighted: centre on the weighted means, scale rows by sqrt(w)
+            x_mean = np.average(Xs, axis=0, weights=w)
+            root = np.sqrt(w)
         if self.n_labels_ <= self.max_exact:
-            U, eig = gram_eigen(Xs)
-            Uy = U.T @ yc
-            self.alpha_ = best_alpha(U, eig, Uy, yc, alphas)
+            A, b = (Xs, yc) if w is None else ((Xs - x_mean) * root[:, None].astype(Xs.dtype), yc * root)
+            share = None if w is None else w / w.sum()
+            U, eig = gram_eigen(A)
+            Uy = U.T @ b
+            self.alpha_ = best_alpha(U, eig, Uy, b, alphas, share)
             self.loo_rows_: np.ndarray = np.arange(self.n_labels_)
-            self.loo_residuals_ = loo_residuals(U, eig, Uy, yc, self.alpha_)
-            self.coef_ = Xs.T.astype(float) @ (U @ (Uy / (eig + self.alpha_)))  # primal from dual
+            self.loo_residuals_ = loo_residuals(U, eig, Uy, b, self.alpha_, share) / (1.0 if w is None else root)
+            self.coef_ = A.T.astype(float) @ (U @ (Uy / (eig + self.alpha_)))  # primal from dual
         else:
             rows = np.sort(np.random.default_rng(0).permutation(self.n_labels_)[: self.max_exact])
-            sample = Xs[rows]
-            sample -= sample.mean(axis=0)
+            ws = np.ones(len(rows)) if w is None else w[rows]
+            sample = Xs[rows] - np.average(Xs[rows], axis=0, weights=ws)
+            ys = yc[rows] - np.average(yc[rows], weights=ws)
+            if w is not None:
+                sample *= np.sqrt(ws)[:, None].astype(sample.dtype)
+                ys = ys * np.sqrt(ws)
+            share = None if w is None else ws / ws.sum()
             U, eig = gram_eigen(sample, np.float32)
-            ys = yc[rows] - yc[rows].mean()
-            self.alpha_ = best_alpha(U, eig, U.T @ ys, ys, alphas)
-            self.loo_rows_, self.loo_residuals_ = rows, loo_residuals(U, eig, U.T @ ys, ys, self.alpha_)
+            self.alpha_ = best_alpha(U, eig, U.T @ ys, ys, alphas, share)
+            self.loo_rows_ = rows
+            self.loo_residuals_ = loo_residuals(U, eig, U.T @ ys, ys, self.alpha_, share) / np.sqrt(ws)
             if self.n_labels_ <= X.shape[1]:
-                self.coef_ = dual_solve(Xs, yc, self.alpha_)
+                A, b = (Xs, yc) if w is None else ((Xs - x_mean) * root[:, None].astype(Xs.dtype), yc * root)
+                self.coef_ = dual_solve(A, b, self.alpha_)
             else:
                 normal = normal_matrix if isinstance(normal_matrix, NormalMatrix) else None
-                if normal is None or not normal.update(X, ids):
-                    normal = NormalMatrix(X, ids)
+                if normal is None or not normal.update(X, ids, w):
+                    normal = NormalMatrix(X, ids, w)
                 self.normal_matrix_ = normal
-                rhs = (X.T @ yc.astype(X.dtype)).astype(float) / self.scaler_.scale_  # Xs^T yc
-                self.coef_ = normal.solve(self.scaler_.mean_, self.scaler_.scale_, rhs, self.alpha_)
+                target = yc if w is None else yc * w
+                rhs = (X.T @ target.astype(X.dtype)).astype(float) / self.scaler_.scale_  # Xs^T W yc
+                mean = self.scaler_.mean_ if w is None else self.scaler_.mean_ + x_mean * self.scaler_.scale_
+                self.coef_ = normal.solve(mean, self.scaler_.scale_, rhs, self.alpha_)
+        # the intercept where the standardised features are 0 (their plain mean)
+        self.y_mean_ = y_mean if w is None else y_mean - float(x_mean @ self.coef_)
         return self
 
     def _offset(self, prior: np.ndarray | None) -> np.ndarray | float:
@@ -163,10 +185,21 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         return predictions, (neighbours + decisiveness) / 2
 
 
-def _calibrate(prior: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(scale, offset) mapping the prior onto the labels' scale by least squares; no prior (0, 0)
-    below 3 labels or when the labels do not rise with it."""
+def _weights(sample_weight: np.ndarray | None, n: int) -> np.ndarray | None:
+    """The weights; None (the plain fit: the penalty's choice absorbs a common factor) when
+    absent or all equal."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=float).ravel()
+    if len(w) != n or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ConfigError(f"sample_weight must be {n} positive numbers")
+    return None if np.ptp(w) == 0 else w
+
+
+def _calibrate(prior: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
+    """(scale, offset) mapping the prior onto the labels' scale by (weighted) least squares; no
+    prior (0, 0) below 3 labels or when the labels do not rise with it."""
     if len(y) < 3 or np.ptp(prior) == 0:
         return 0.0, 0.0
-    scale, offset = np.polyfit(prior, y, 1)
+    scale, offset = np.polyfit(prior, y, 1, w=None if w is None else np.sqrt(w))
     return (float(scale), float(offset)) if scale > 0 else (0.0, 0.0)

@@ -19,19 +19,23 @@ def gram_eigen(Xs: np.ndarray, dtype: type[np.floating] = np.float64) -> tuple[n
     return U, np.clip(eig, 0.0, None)
 
 
-def loo_residuals(U: np.ndarray, eig: np.ndarray, Uy: np.ndarray, yc: np.ndarray, alpha: float) -> np.ndarray:
+def loo_residuals(U: np.ndarray, eig: np.ndarray, Uy: np.ndarray, yc: np.ndarray, alpha: float,
+                  intercept: np.ndarray | float | None = None) -> np.ndarray:
     """Leave-one-out residuals ``r_i / (1 - H_ii)`` of ridge plus intercept at ``alpha``, H its hat
-    matrix (``yc`` is centred, ``Uy = U^T yc``): label minus the prediction without that label."""
+    matrix (``yc`` is centred, ``Uy = U^T yc``): label minus the prediction without that label.
+    ``intercept``: the intercept's share of each leverage (1/n; ``w_i / sum w`` for weighted rows,
+    whose ``yc`` and ``U`` are then those of the rows scaled by ``sqrt(w)``)."""
     filt = eig / (eig + alpha)
-    leverage = (U**2) @ filt + 1.0 / len(yc)
+    leverage = (U**2) @ filt + (1.0 / len(yc) if intercept is None else intercept)
     return (yc - U @ (filt * Uy)) / np.maximum(1.0 - leverage, 1e-12)
 
 
-def best_alpha(U: np.ndarray, eig: np.ndarray, Uy: np.ndarray, yc: np.ndarray, alphas: np.ndarray) -> float:
+def best_alpha(U: np.ndarray, eig: np.ndarray, Uy: np.ndarray, yc: np.ndarray, alphas: np.ndarray,
+               intercept: np.ndarray | float | None = None) -> float:
     """The penalty with the smallest mean squared leave-one-out residual."""
     if len(yc) < 3:
         return float(alphas[0])
-    errors = [np.mean(loo_residuals(U, eig, Uy, yc, alpha) ** 2) for alpha in alphas]
+    errors = [np.mean(loo_residuals(U, eig, Uy, yc, alpha, intercept) ** 2) for alpha in alphas]
     return float(alphas[int(np.argmin(errors))])
 
 
@@ -58,7 +62,8 @@ def dual_solve(Xs: np.ndarray, yc: np.ndarray, alpha: float) -> np.ndarray:
 
 
 class NormalMatrix:
-    """``sum over rows of (x - center)(x - center)^T`` (d x d, float64) and the rows it sums.
+    """``sum over rows of w (x - center)(x - center)^T`` (d x d, float64) and the rows (and their
+    weights ``w``, default 1) it sums.
 
     Kept by a ridge fit with more labels than dimensions, so that the next fit adds and removes
     only the rows that changed: O(d^2) per changed row instead of O(n d^2). Rows are matched by
@@ -75,23 +80,28 @@ class NormalMatrix:
     #: Rows per block when comparing or transforming, to keep temporaries small.
     BLOCK = 256
 
-    def __init__(self, X: np.ndarray, ids: list[Hashable]) -> None:
+    def __init__(self, X: np.ndarray, ids: list[Hashable], weights: np.ndarray | None = None) -> None:
         self.ids = list(ids)
         self.rows = X
+        self.weights = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=float)
         self.center = X.mean(axis=0, dtype=np.float64)
-        lower = blas.ssyrk(1.0, np.asfortranarray((X - self.center).T, dtype=np.float32), trans=0, lower=1)
+        scaled = (X - self.center) * np.sqrt(self.weights)[:, None].astype(np.float32)
+        lower = blas.ssyrk(1.0, np.asfortranarray(scaled.T, dtype=np.float32), trans=0, lower=1)
         self.gram = np.ascontiguousarray(lower, dtype=float)  # C order: see update
         self.gram += np.tril(self.gram, -1).T  # BLAS filled the lower triangle only
         self._factor = np.empty(self.gram.shape, dtype=np.float32)
 
-    def update(self, X: np.ndarray, ids: list[Hashable]) -> bool:
-        """Replace the rows by ``X`` in place; False (nothing changed) when too many rows differ."""
+    def update(self, X: np.ndarray, ids: list[Hashable], weights: np.ndarray | None = None) -> bool:
+        """Replace the rows by ``X`` (with ``weights``) in place; False (nothing changed) when too
+        many rows differ. A row whose weight changed counts as changed."""
         if self.rows.shape[1] != X.shape[1]:
             return False
+        weights = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=float)
         position = {row_id: i for i, row_id in enumerate(self.ids)}
         pairs = np.array([(j, position[row_id]) for j, row_id in enumerate(ids) if row_id in position],
                          dtype=int).reshape(-1, 2)
         same = np.concatenate([np.all(X[block[:, 0]] == self.rows[block[:, 1]], axis=1)
+                               & (weights[block[:, 0]] == self.weights[block[:, 1]])
                                for block in np.array_split(pairs, max(1, len(pairs) // self.BLOCK))])
         added = np.setdiff1d(np.arange(len(X)), pairs[same, 0])
         removed = np.setdiff1d(np.arange(len(self.rows)), pairs[same, 1])
@@ -99,17 +109,18 @@ class NormalMatrix:
             return False
         # The gram is symmetric, so its transpose (Fortran order, as BLAS needs to write in
         # place: a C-order ``c`` would be copied and the update lost) is the same matrix.
-        for rows, sign in ((X[added], 1.0), (self.rows[removed], -1.0)):
+        for rows, w, sign in ((X[added], weights[added], 1.0), (self.rows[removed], self.weights[removed], -1.0)):
             if len(rows):
-                delta = rows - self.center
+                delta = (rows - self.center) * np.sqrt(w)[:, None]
                 blas.dgemm(sign, delta, delta, trans_a=True, beta=1.0, c=self.gram.T, overwrite_c=True)
-        self.ids, self.rows = list(ids), X
+        self.ids, self.rows, self.weights = list(ids), X, weights
         return True
 
     def solve(self, mean: np.ndarray, scale: np.ndarray, rhs: np.ndarray, alpha: float) -> np.ndarray:
-        """``(Xs^T Xs + alpha I)^-1 rhs`` for ``Xs = (X - mean) / scale`` by Cholesky: float32
-        first (twice as fast), float64 if float32 fails or is inaccurate."""
-        n = len(self.rows)
+        """``(Xs^T W Xs + alpha I)^-1 rhs`` for ``Xs = (X - mean) / scale`` by Cholesky, ``mean``
+        the rows' (weighted) mean: float32 first (twice as fast), float64 if float32 fails or is
+        inaccurate."""
+        n = float(self.weights.sum())
         shift = mean - self.center
 
         def standardised(out: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from ..errors import ConfigError, ImageReadError, LabelStudioError, RequestError
 from ..evaluation.learning_curve import held_out_quality
 from ..features.extractor import FeatureExtractor
 from ..labelstudio import rate_next
-from ..labelstudio.aggregation import aggregate_ratings
+from ..labelstudio.aggregation import RatingStats, aggregate_ratings
 from ..labelstudio.client import LabelStudioClient
 from ..labelstudio.label_config import ScoreTag, parse_label_config
 from ..labelstudio.task_images import resolve_task_image
@@ -36,6 +36,8 @@ from ..labelstudio.webhooks import REFRESH_ACTIONS, parse_webhook
 from ..prediction import PREDICTORS
 from ..prediction.base import Predictor
 from ..ratings import SCREENINGS
+from ..ratings.subject_model import Z95
+from ..ratings.weights import label_weights, pooled_variance
 from .protocol import empty_prediction, parse_predict, parse_setup, prediction
 from .state import UNTRAINED, ProjectState, StateStore
 from .trainer import TrainingQueue
@@ -66,6 +68,9 @@ class Connection:
 #: A START_TRAINING this soon after an annotation webhook of the project is Label Studio's "train
 #: on submission" echo of that annotation: the annotation's own retrain covers it.
 SUBMIT_ECHO_S = 5.0
+#: Labels of the plain fit that estimates the model's own error for the weights (multi-rater
+#: projects only): the exact leave-one-out path, bounded in cost.
+WEIGHT_SAMPLE = 1000
 
 
 class MOSService:
@@ -188,11 +193,26 @@ class MOSService:
         if not found.ok:
             return None
         targets = np.array([labels[task_ids[i]]["mos"] for i in found.ok], dtype=np.float64)
+        weights = self._weights(state, [labels[task_ids[i]] for i in found.ok], found.matrix, targets)
         predictor = PREDICTORS.create(state.predictor, state.predictor_params)
         predictor.fit(found.matrix, targets, images=found.paths, row_ids=[task_ids[i] for i in found.ok],
-                      normal_matrix=previous.normal_matrix_ if previous is not None else None)
+                      normal_matrix=previous.normal_matrix_ if previous is not None else None,
+                      sample_weight=weights)
         self._quality[state.project_id] = held_out_quality(predictor, targets)
         return predictor
+
+    def _weights(self, state: ProjectState, labels: list[dict[str, Any]], X: np.ndarray,
+                 targets: np.ndarray) -> np.ndarray | None:
+        """Per label, how sure its MOS is (``ratings.weights``, with MOS_CERTAINTY_WEIGHTS=on);
+        None while every image has one rating. The model's own error comes from a plain fit on at
+        most ``WEIGHT_SAMPLE`` labels."""
+        variances = [label.get("var") for label in labels]
+        n = np.array([label["n"] for label in labels])
+        if self.config.certainty_weights == "off" or any(v is None for v in variances) or np.all(n == 1):
+            return None
+        rows = np.sort(np.random.default_rng(0).permutation(len(labels))[:WEIGHT_SAMPLE])
+        plain = PREDICTORS.create(state.predictor, state.predictor_params).fit(X[rows], targets[rows])
+        return label_weights(n, np.array(variances, dtype=float), getattr(plain, "loo_residuals_", None))
 
     # --- Label Studio connection -----------------------------------------------------------
     def _connect(self, model: ProjectModel, hostname: str, access_token: str) -> None:
@@ -370,11 +390,13 @@ class MOSService:
         fetched = time.perf_counter()
         stats = aggregate_ratings(tasks, tag, self.config.screening)  # the MOS the export writes
         by_id = {task["id"]: task for task in tasks}
+        variance = _mos_variances(stats)
         labels = {
             str(task_id): {
                 "image": _reference(by_id[task_id], tag.data_key),
                 "mos": s.mean,
                 "n": s.n,
+                "var": variance.get(task_id),
             }
             for task_id, s in stats.items()
         }
@@ -484,6 +506,18 @@ class MOSService:
                                        "unreadable": len(found.errors)}
         log.info("project %s: stored %d predictions of %s in Label Studio in %d ms (%d older versions deleted)",
                  project_id, len(stored), version, elapsed, len(old))
+
+
+def _mos_variances(stats: dict[int, RatingStats]) -> dict[int, float]:
+    """task id -> the variance of its MOS: the subject model's interval for ``mle``, else one
+    rating's pooled variance over the raters' count; empty while no image has two ratings."""
+    ids = list(stats)
+    pooled = pooled_variance(np.array([stats[t].n for t in ids]),
+                             np.array([np.nan if stats[t].std is None else stats[t].std for t in ids]))
+    if pooled is None:
+        return {}
+    return {t: (stats[t].ci95 / Z95) ** 2 if stats[t].method == "mle" and stats[t].ci95 else pooled / stats[t].n
+            for t in ids}
 
 
 def _order_for_the_stream(stored: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> None:

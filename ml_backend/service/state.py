@@ -31,7 +31,8 @@ class ProjectState:
     model_version: str = UNTRAINED
     predictor: str = DEFAULTS.predictor
     predictor_params: dict[str, Any] = field(default_factory=dict)
-    #: task id (as str, JSON keys are strings) -> {"image": reference, "mos": float, "n": raters}
+    #: task id (as str, JSON keys are strings) -> {"image": reference, "mos": float, "n": raters,
+    #: "var": the MOS's variance or None (service._mos_variances)}
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)
     label_config: str = ""
     trained_at: float | None = None
@@ -67,7 +68,7 @@ def _check_state(data: Any) -> ProjectState:
     for task_id, label in state.labels.items():
         if not (task_id.isascii() and task_id.isdigit() and isinstance(label, dict)
                 and isinstance(label.get("image"), str) and _number(label.get("mos"))
-                and isinstance(label.get("n"), int)):
+                and isinstance(label.get("n"), int) and (label.get("var") is None or _number(label["var"]))):
             raise ValueError(f"label of task {task_id!r} is malformed")
     return state
 

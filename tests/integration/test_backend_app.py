@@ -8,6 +8,9 @@ from __future__ import annotations
 import base64
 import json
 
+import numpy as np
+import pytest
+
 from ml_backend.config import Config
 from tests.helpers import NUMBER_CONFIG, PROJECT, RATING_CONFIG, make_app, predict_body, rate, setup_body
 
@@ -253,3 +256,45 @@ def test_with_every_image_rated_there_is_nothing_to_store_and_no_error(config, d
     published = client.get("/status").json["projects"][str(PROJECT)]["published"]
     assert published["tasks"] == 0 and "error" not in published
     assert studio.predictions == [] and studio.model_version == ""  # the stale version is gone
+
+
+def test_several_raters_train_on_the_screened_mos_weighted_by_its_certainty(config, dataset) -> None:
+    """The MOS the backend learns is the export's (MOS_SCREENING: here zscore, which rejects the
+    rater who answers at random); with MOS_CERTAINTY_WEIGHTS=on an image with two accepted ratings
+    weighs more than one with one."""
+    import dataclasses
+
+    from ml_backend.prediction.ridge import RidgePredictor
+    from ml_backend.ratings.weights import mos_weights
+
+    _, tasks = dataset
+    rng = np.random.default_rng(1)  # a draw the z-score test catches on 8 images (not every draw is)
+    truth = [90 - 5 * i for i in range(12)]
+    labelled = []
+    for i, task in enumerate(tasks[:12]):
+        raters = (1, 2, 3) if i < 8 else (1,)
+        scores = {1: truth[i] + 2, 2: truth[i] - 2, 3: float(rng.integers(0, 100))}
+        annotations = [rate(task, scores[r], rater=r)["annotations"][0] for r in raters]
+        labelled.append({**task, "annotations": annotations})
+    config = dataclasses.replace(config, screening="zscore", certainty_weights="on")
+    app, service = make_app(config, labelled + tasks[12:])
+    app.test_client().post("/setup", json=setup_body())
+    assert service.trainer.wait_idle(60)
+    state = service.train(PROJECT)
+    for i, task in enumerate(tasks[:12]):
+        label = state.labels[str(task["id"])]
+        assert (label["mos"], label["n"]) == ((truth[i], 2) if i < 8 else (truth[i] + 2, 1))
+    pooled = 8.0  # each two-rater image: scores truth +- 2, variance 8
+    variances = [state.labels[str(t["id"])]["var"] for t in tasks[:12]]
+    assert variances == pytest.approx([pooled / 2] * 8 + [pooled] * 4)
+
+    X = service._features([state.labels[str(t["id"])]["image"] for t in tasks[:12]]).matrix
+    y = np.array([state.labels[str(t["id"])]["mos"] for t in tasks[:12]])
+    plain = RidgePredictor().fit(X, y)
+    counts = np.array([2] * 8 + [1] * 4)
+    weights = mos_weights(np.array(variances), float(np.median(np.array(variances) * counts)), plain.loo_residuals_)
+    assert np.all(weights[:8] > 1) and weights[8:] == pytest.approx([1] * 4)
+    expected = RidgePredictor().fit(X, y, sample_weight=weights)
+    rest = service._features([t["data"]["image"] for t in tasks[12:]]).matrix
+    np.testing.assert_allclose(service.model(PROJECT).predictor.predict(rest), expected.predict(rest), atol=1e-6)
+    assert not np.allclose(plain.predict(rest), expected.predict(rest))

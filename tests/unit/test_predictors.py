@@ -295,3 +295,46 @@ def test_ridge_leave_one_out_residuals_are_the_refits_without_each_label() -> No
         keep = np.arange(30) != i
         without = Ridge(alpha=model.alpha_).fit(Xs[keep], y[keep]).predict(Xs[i : i + 1])[0]
         assert model.loo_residuals_[i] == pytest.approx(y[i] - without, rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("n, d, max_exact", [(25, 12, 1000), (120, 200, 40), (300, 40, 50)])
+def test_weighted_ridge_is_scikit_learns_weighted_ridge(n: int, d: int, max_exact: int) -> None:
+    """Every solve path (exact, dual beyond max_exact, primal normal matrix) minimises the weighted
+    squared error; equal weights are the plain fit."""
+    X, y = linear_data(n, d=d)
+    w = np.random.default_rng(4).integers(1, 6, n).astype(float)
+    model = RidgePredictor(prior="none", max_exact=max_exact).fit(X, y, sample_weight=w)
+    Xs = StandardScaler().fit_transform(X.astype(float))
+    reference = Ridge(alpha=model.alpha_).fit(Xs, y, sample_weight=w)
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.predict(X), reference.predict(Xs), atol=1e-3)
+    plain = RidgePredictor(prior="none", max_exact=max_exact).fit(X, y)
+    same = RidgePredictor(prior="none", max_exact=max_exact).fit(X, y, sample_weight=np.full(n, 3.0))
+    np.testing.assert_array_equal(same.coef_, plain.coef_)
+
+
+def test_weighted_leave_one_out_residuals_are_weighted_refits_without_each_label() -> None:
+    X, y = linear_data(30, d=12, seed=9)
+    w = np.random.default_rng(2).uniform(0.5, 3.0, 30)
+    model = RidgePredictor(prior="none").fit(X, y, sample_weight=w)
+    Xs = model.scaler_.transform(X)
+    for i in (0, 7, 29):
+        keep = np.arange(30) != i
+        without = Ridge(alpha=model.alpha_).fit(Xs[keep], y[keep], sample_weight=w[keep])
+        assert model.loo_residuals_[i] == pytest.approx(y[i] - without.predict(Xs[i : i + 1])[0], rel=1e-5)
+    with pytest.raises(ValueError, match="sample_weight must be 30 positive numbers"):
+        RidgePredictor(prior="none").fit(X, y, sample_weight=np.zeros(30))
+
+
+def test_a_changed_weight_updates_the_normal_matrix_like_a_changed_row() -> None:
+    X, y = linear_data(300, d=40)
+    w = np.ones(300)
+    w[[5, 9]] = 2.0
+    previous = RidgePredictor(prior="none", max_exact=50).fit(X, y, sample_weight=w)
+    w2 = w.copy()
+    w2[[3, 17]] = 2.5  # two images got more raters
+    model = RidgePredictor(prior="none", max_exact=50).fit(X, y, sample_weight=w2,
+                                                           normal_matrix=previous.normal_matrix_)
+    scratch = RidgePredictor(prior="none", max_exact=50).fit(X, y, sample_weight=w2)
+    assert model.normal_matrix_ is previous.normal_matrix_
+    np.testing.assert_allclose(model.coef_, scratch.coef_, rtol=1e-4, atol=1e-5)

@@ -82,7 +82,8 @@ class SimilarityPredictor(RegressorMixin, BaseEstimator):
         return self
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
-            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None) -> SimilarityPredictor:
+            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None,
+            sample_weight: np.ndarray | None = None) -> SimilarityPredictor:
         """``images`` are the files of the rows (required: this predictor compares pixels)."""
         self.check_params()
         X, y = validate_data(self, X, y, y_numeric=True)
