@@ -82,30 +82,39 @@ def gold_ranges(tasks: Iterable[dict[str, Any]]) -> dict[int, tuple[float, float
     return ranges
 
 
-def screen_tasks(tasks: list[dict[str, Any]], tag: ScoreTag, screening: str = "none",
-                 params: Mapping[str, Any] | None = None) -> tuple[VoteTable, ScreenResult]:
-    """The counted votes of these tasks as a table, and the screening's verdict on it."""
-    table = VoteTable.from_votes(counted(task_votes(tasks, tag)))
-    return table, SCREENINGS.create(screening, params).screen(table, gold_ranges(tasks))
+@dataclass(frozen=True)
+class Screened:
+    """A project's votes (every annotation), the counted ones as a table, its gold ranges and the
+    screening's verdict."""
+
+    votes: list[Vote]
+    table: VoteTable
+    gold: dict[int, tuple[float, float]]
+    result: ScreenResult
+
+    def ratings(self) -> dict[int, RatingStats]:
+        """task id -> its MOS; tasks without an accepted rating are left out."""
+        rejected = self.result.rejected_counts(self.table)
+        r = self.result
+        return {int(item): RatingStats(float(r.mos[i]), int(r.n[i]), _defined(r.std[i]), _defined(r.ci95[i]),
+                                       int(rejected[i]), r.method)
+                for i, item in enumerate(r.items) if r.n[i] > 0}
+
+
+def screen_tasks(tasks: Iterable[dict[str, Any]], tag: ScoreTag, screening: str = "none",
+                 params: Mapping[str, Any] | None = None, emails: Mapping[int, str] | None = None) -> Screened:
+    """What the export, the report and the backend all make of a project's annotations."""
+    tasks = list(tasks)
+    votes = task_votes(tasks, tag, emails)
+    table = VoteTable.from_votes(counted(votes))
+    gold = gold_ranges(tasks)
+    return Screened(votes, table, gold, SCREENINGS.create(screening, params).screen(table, gold))
 
 
 def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag, screening: str = "none",
                       params: Mapping[str, Any] | None = None) -> dict[int, RatingStats]:
     """task id -> its MOS; tasks without an accepted rating are left out."""
-    return ratings_of(*screen_tasks(list(tasks), tag, screening, params))
-
-
-def ratings_of(table: VoteTable, result: ScreenResult) -> dict[int, RatingStats]:
-    """task id -> its MOS from a screening's result on ``table``."""
-    rejected = result.rejected_counts(table)
-    stats = {}
-    for i, item in enumerate(result.items):
-        if result.n[i] > 0:
-            stats[int(item)] = RatingStats(float(result.mos[i]), int(result.n[i]), _defined(result.std[i]),
-                                           _defined(result.ci95[i]), int(rejected[i]), result.method)
-    return stats
-
-
+    return screen_tasks(tasks, tag, screening, params).ratings()
 def rater_votes(tasks: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[int, list[float]]:
     """task id -> the counted score of each of its raters."""
     votes: dict[int, list[float]] = {}

@@ -12,8 +12,7 @@ from ..features.images import natural_key
 from ..mos_csv import MOSRow, write_csv_file
 from ..ratings import SCREENINGS
 from ..ratings.raters import rater_stats
-from ..ratings.votes import VoteTable
-from .aggregation import RatingStats, aggregate_ratings, counted, gold_ranges, ratings_of, task_votes
+from .aggregation import RatingStats, aggregate_ratings, counted, screen_tasks
 from .client import LabelStudioClient
 from .label_config import ScoreTag, parse_label_config, read_confidence
 from .study_files import write_rater_report, write_votes
@@ -112,19 +111,18 @@ def export_project(client: LabelStudioClient, project_id: int, out: Path, detail
     for path in (out, study.votes, study.raters_report):
         if path is not None and not path.parent.is_dir():
             raise MissingPathError(f"output folder {path.parent} does not exist")
-    screener = SCREENINGS.create(screening)  # an unknown method fails before any request
+    SCREENINGS.create(screening)  # an unknown method fails before any request
     client.check()
     project = client.get_project(project_id)
     tag = parse_label_config(str(project.label_config))
     progress("reading the tasks and their annotations")
     tasks = client.export_tasks(project_id)
-    votes = task_votes(tasks, tag, client.user_emails() if study.votes or study.raters_report else None)
-    table = VoteTable.from_votes(counted(votes))
-    gold = gold_ranges(tasks)
-    result = screener.screen(table, gold)
-    rated = ratings_of(table, result)
+    screened = screen_tasks(tasks, tag, screening,
+                            emails=client.user_emails() if study.votes or study.raters_report else None)
+    result, table = screened.result, screened.table
+    rated = screened.ratings()
     lost = sum(1 for i, n in enumerate(result.n) if n == 0 and table.counts[i] > 0)
-    progress(f"{len(tasks)} tasks, {len(votes)} annotations by {len(table.raters)} raters "
+    progress(f"{len(tasks)} tasks, {len(screened.votes)} annotations by {len(table.raters)} raters "
              f"(screening {screening}: {len(result.rejected)} rejected); reading the predictions")
     predictions = client.predictions(project_id)
     if refresh and client.ml_backends(project_id):
@@ -138,9 +136,10 @@ def export_project(client: LabelStudioClient, project_id: int, out: Path, detail
     names = {int(task["id"]): image_name(task, tag) for task in tasks}
     write_csv_file(rows, out, details)
     if study.votes:
-        write_votes(study.votes, votes, names, {v.annotation_id for v in counted(votes)}, result)
+        write_votes(study.votes, screened.votes, names, {v.annotation_id for v in counted(screened.votes)}, result)
     png = None
     if study.raters_report:
-        png = write_rater_report(study.raters_report, rater_stats(table, votes, result, gold), screening, progress)
+        stats = rater_stats(table, screened.votes, result, screened.gold)
+        png = write_rater_report(study.raters_report, stats, screening, progress)
     human = sum(row.source == "human" for row in rows)
     return ExportReport(out, human, len(rows) - human, missing, screening, result.rejected, lost, png)

@@ -126,6 +126,7 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
             paths.append(path)
         else:  # a link to elsewhere: Label Studio serves only files under the folder's storage
             skipped_paths[path] = "links outside the image folder (Label Studio would not serve it)"
+    _check_gold(gold, [path.relative_to(folder).as_posix() for path in paths], options.gold, folder)
     features = extractor.extract(paths, progress=options.progress)
     skipped = {str(p.relative_to(folder)): why for p, why in {**skipped_paths, **features.failed}.items()}
     if not features.paths:
@@ -140,10 +141,7 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
     urls = [local_files_url(path, root) for path in features.paths]  # every check before Label Studio is written
     near = _near_duplicate_groups(features.paths)
     names = [path.relative_to(folder).as_posix() for path in features.paths]
-    unknown = sorted(set(gold) - set(names), key=natural_key)
-    if unknown:
-        raise SeedError(f"{options.gold}: {len(unknown)} gold image(s) are not readable images of {folder}: "
-                        f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
+    _check_gold(gold, names, options.gold, folder)  # again: a gold image may be unreadable
     duplicate_of = _rate_last(near, order) if options.duplicates_last and near else {}
 
     project_id, created = _project(client, options, label_config, folder)
@@ -200,6 +198,13 @@ def _structure(selector: Any, X: Any, n_select: int | None) -> Clustering | None
     if len(X) > MAX_STRUCTURE:
         return None
     return AutoSelector(n_select=n_select or DEFAULTS.n_representatives).fit(X).structure_
+
+
+def _check_gold(gold: dict[str, tuple[float, float]], names: list[str], path: Path | None, folder: Path) -> None:
+    unknown = sorted(set(gold) - set(names), key=natural_key)
+    if unknown:
+        raise SeedError(f"{path}: {len(unknown)} gold image(s) are not readable images of {folder}: "
+                        f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
 
 
 def _near_duplicate_groups(paths: list[Path]) -> list[list[int]] | None:
