@@ -112,7 +112,10 @@ class Config:
         "Similarity predictor: LPIPS backbone weights (torchvision `features` state dict, e.g. "
         "alexnet-features.pth). Empty: torchvision's ImageNet download or cache.",
         ("predictor", "similarity", "lpips_weights"))
-    torch_threads: int = setting(0, "MOS_TORCH_THREADS", "Torch CPU threads; 0 lets torch decide.")
+    torch_threads: int = setting(
+        0, "MOS_TORCH_THREADS",
+        "Torch CPU threads for feature extraction; 0: the cores other processes leave free, re-measured "
+        "every half second while extracting (features/threads.py).")
     host: str = setting("127.0.0.1", "MOS_HOST", "Address the backend listens on (0.0.0.0 in Docker).")
     port: int = setting(9090, "MOS_PORT", "Port the backend listens on.")
     basic_auth_user: str = setting(

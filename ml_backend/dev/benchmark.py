@@ -46,6 +46,8 @@ from .local_stack import LabelStudioSettings, free_port, start_backend, start_la
 CLIVE = Path("../shared/data/clive-dev/images")
 NUMBER_CONFIG = blind(bundled_config("number_0_100.xml").read_text())  # as the default seed makes it
 FEATURE_DIM = EfficientNetLite0.dim
+#: Torch's own thread count, before any extractor's governor changes it.
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
 Row = tuple[str, str, str]
 rows: list[Row] = []
@@ -113,6 +115,39 @@ def bench_extraction(name: str, backbone: Any, paths: list[Path], cache_dir: Pat
     add("extraction", f"{name}, cached", f"{cached_ips:.0f} img/s")
     add("extraction", f"{name}, model alone (in-memory tensors)", f"{alone_ips:.1f} img/s")
     add("extraction", f"{name}, pipeline / model alone", f"{cold_ips / alone_ips:.0%} (target >= 80%)")
+
+
+def bench_contention(paths: list[Path]) -> None:
+    """Cold extraction while one CPU-bound process runs beside it, with torch's default threads
+    (one per core), one thread, and the governor (``features/threads.py``), against the fair
+    share: the idle machine's throughput times the share of cores the competitor leaves."""
+    cores = len(os.sched_getaffinity(0))
+    torch_default = TORCH_DEFAULT_THREADS
+
+    def throughput(threads: int | None) -> float:
+        extractor = FeatureExtractor("efficientnet_lite0", num_threads=threads)  # no disk cache: cold
+        extractor.extract(paths[:2], progress=False)  # warm-up (and the governor's first look)
+        extractor = FeatureExtractor("efficientnet_lite0", num_threads=threads)
+        return len(paths) / timed(lambda: extractor.extract(paths, progress=False))[0]
+
+    idle = throughput(torch_default)
+    share = idle * (cores - 1) / cores if cores > 1 else idle / 2
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        results = {label: throughput(threads) for label, threads in (
+            (f"torch's default ({torch_default} threads)", torch_default), ("1 thread", 1),
+            ("the governor (MOS_TORCH_THREADS=0, the default)", None))}
+    finally:
+        competitor.kill()
+        competitor.wait()
+    torch.set_num_threads(torch_default)
+    note = f"{len(paths)} images, one CPU-bound process beside it"
+    add("contention", f"idle machine, torch's default ({torch_default} threads), {len(paths)} images",
+        f"{idle:.1f} img/s")
+    add("contention", f"fair share: idle x {cores - 1}/{cores} cores", f"{share:.1f} img/s")
+    for label, ips in results.items():
+        add("contention", f"{label}, {note}", f"{ips:.1f} img/s = {ips / share:.0%} of the fair share (target >= 80%)")
 
 
 def float16_check(backbone: Any, paths: list[Path]) -> None:
@@ -306,6 +341,7 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
             eff = get_backbone("efficientnet_lite0")
             bench_extraction("efficientnet_lite0", eff, paths[:n_images], tmp / "bench-cache", reps)
             float16_check(eff, paths[: min(200, n_images)])
+            bench_contention(paths[: min(60, n_images)])
             weights = tmp / "resnet50-random.pt"
             import torchvision
             torch.save(torchvision.models.resnet50().state_dict(), weights)

@@ -32,6 +32,7 @@ from ..errors import ImageReadError
 from .backbones import Backbone, get_backbone
 from .cache import FeatureCache, as_stored, content_key, stored_form
 from .images import decode_image, read_image_bytes
+from .threads import ThreadGovernor
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -156,8 +157,7 @@ class FeatureExtractor:
         backbone_params: dict[str, Any] | None = None,
         memory_vectors: int = MEMORY_VECTORS,
     ) -> None:
-        if num_threads:  # None or 0: torch's own default
-            torch.set_num_threads(num_threads)
+        self.threads = ThreadGovernor(num_threads or None)  # None or 0: the cores free, re-measured
         if isinstance(backbone, str):
             backbone = get_backbone(backbone, backbone_params)
         self.backbone = backbone
@@ -307,6 +307,7 @@ class FeatureExtractor:
     @torch.inference_mode()
     def _forward(self, tensors: list[Tensor]) -> np.ndarray:
         """Rows as the cache will return them, so fresh and cached features are identical."""
+        self.threads.adjust()
         rows = self.backbone(torch.stack(tensors)).float().numpy()
         return np.stack([as_stored(row) for row in rows])
 
