@@ -586,6 +586,9 @@ def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
     system.add_argument("--resnet-images", type=int, default=100, help="images for resnet50 (slow on CPU)")
     system.add_argument("--export-tasks", type=int, default=5000,
                         help="annotated tasks for the export timing (0: skip)")
+    system.add_argument("--store-vectors", type=int, default=0,
+                        help="also write and read back this many synthetic vectors in the feature store (e.g. "
+                        "1000000: 8 GB of temporary disk)")
     system.add_argument("--skip", nargs="*", default=[],
                         choices=["extraction", "seed", "predict", "retrain", "selection"])
     similarity = parser.add_argument_group("similarity suite")
@@ -602,7 +605,8 @@ def run_benchmark_command(args: argparse.Namespace, config: Config) -> int:
     else:
         from .dev.benchmark import run_benchmark
 
-        run_benchmark(args.quick, args.images, args.resnet_images, args.export_tasks, frozenset(args.skip))
+        run_benchmark(args.quick, args.images, args.resnet_images, args.export_tasks, frozenset(args.skip),
+                      store_vectors=args.store_vectors)
     return 0
 
 

@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from ..config import DEFAULTS, Config
 from ..features.backbones import EfficientNetLite0, get_backbone
 from ..features.extractor import FeatureExtractor
 from ..features.images import list_images, load_image
+from ..features.store import FeatureStore
 from ..labelstudio.client import LabelStudioClient
 from ..labelstudio.label_config import blind, bundled_config
 from ..labelstudio.seeding import SeedOptions, seed_project
@@ -98,8 +100,7 @@ def bench_extraction(name: str, backbone: Any, paths: list[Path], cache_dir: Pat
         cache = cache_dir / f"{name}-rep{rep}"
         extractor = FeatureExtractor(backbone, cache_dir=cache)
         extractor.extract(paths[:2], progress=False)  # warm up the network, not timed
-        for p in cache.rglob("*.npy"):
-            p.unlink()
+        shutil.rmtree(cache)
         extractor = FeatureExtractor(backbone, cache_dir=cache)
         cold.append(timed(lambda: extractor.extract(paths, progress=False))[0])
         again = FeatureExtractor(backbone, cache_dir=cache)
@@ -168,13 +169,40 @@ def float16_check(backbone: Any, paths: list[Path]) -> None:
         f"max abs diff {diff.max():.4f}, mean {diff.mean():.5f} MOS points (0-100 scale)")
 
 
-def bench_disk(cache: Path) -> None:
-    entries = list(cache.rglob("*.npy"))
-    blocks = sum(p.stat().st_blocks * 512 for p in entries) / len(entries)
-    size = sum(p.stat().st_size for p in entries) / len(entries)
-    add("cache", "feature store on disk per image (float16 .npy)",
-        f"{size / 1024:.1f} KB file, {blocks / 1024:.1f} KB allocated -> 100k images "
+def bench_disk(cache: Path, images: int) -> None:
+    files = [p for p in cache.rglob("*") if p.suffix in (".vec", ".idx")]
+    blocks = sum(p.stat().st_blocks * 512 for p in files) / images
+    size = sum(p.stat().st_size for p in files) / images
+    add("cache", f"feature store on disk per image (float16, {len(files)} shard files for {images} images)",
+        f"{size / 1024:.2f} KB, {blocks / 1024:.2f} KB allocated -> 100k images "
         f"{blocks * 1e5 / 1e9:.2f} GB (target <= 1 GB)")
+
+
+def bench_store(n: int, dim: int = FEATURE_DIM, lookups: int = 100_000) -> None:
+    """``n`` synthetic float16 vectors written, the index loaded by a fresh reader, random
+    lookups; bytes per image on disk. The store's own folder is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="mos-store-") as folder:
+        rng = np.random.default_rng(0)
+        keys = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+        block = rng.standard_normal((1024, dim)).astype(np.float16)
+        store = FeatureStore(Path(folder))
+        started = time.perf_counter()
+        for i in range(n):
+            store.put(keys[i].tobytes(), block[i % len(block)])
+        store.close()
+        written = time.perf_counter() - started
+        files = list(Path(folder).iterdir())
+        size = sum(p.stat().st_size for p in files)
+        opened, reader = timed(lambda: FeatureStore(Path(folder)))
+        picks = rng.integers(0, n, lookups)
+        looked, found = timed(lambda: sum(reader.get(keys[i].tobytes()) is not None for i in picks))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    add("store", f"{n:,} vectors x {dim} (float16): write, one writer", f"{n / written:,.0f} vectors/s "
+        f"({size / written / 1e6:.0f} MB/s), {len(files)} files")
+    add("store", "bytes on disk per vector", f"{size / n:,.0f} ({2 * dim} of vector + 48 of index)")
+    add("store", "a fresh reader loads the index", f"{opened:.1f} s")
+    add("store", f"random lookups ({lookups:,}, memory-mapped reads)",
+        f"{lookups / looked:,.0f} /s, {found:,} found; process peak memory {peak:.2f} GB")
 
 
 # --- 2. seed ------------------------------------------------------------------------------
@@ -327,7 +355,7 @@ def bench_selection(sizes: list[int], skip: set[tuple[str, int]], timeout: float
 
 # --- main ---------------------------------------------------------------------------------
 def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int = 100, export_tasks: int = 5000,
-                  skip: frozenset[str] = frozenset(), photos: Path = CLIVE) -> None:
+                  skip: frozenset[str] = frozenset(), photos: Path = CLIVE, store_vectors: int = 0) -> None:
     """Every measurement, then the table on stdout (progress lines on stderr)."""
     reps = 1 if quick else 3
     with tempfile.TemporaryDirectory(prefix="mos-bench-") as tmp_name:
@@ -349,7 +377,9 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
             bench_extraction("resnet50 (random weights: real ones are not available offline)", resnet,
                              paths[:resnet_images], tmp / "bench-cache", 1)
         FeatureExtractor("efficientnet_lite0", cache_dir=cache).extract(paths, progress=False)  # for predict/retrain
-        bench_disk(cache)
+        bench_disk(cache, len(paths))
+        if store_vectors:
+            bench_store(store_vectors)
         if "seed" not in skip:
             settings = LabelStudioSettings(data_dir=tmp / "ls-data", document_root=root, port=free_port())
             label_studio = start_label_studio(settings, tmp / "logs" / "label-studio.log")

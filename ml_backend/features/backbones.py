@@ -150,9 +150,8 @@ class EfficientNetLite0(Backbone):
     sharpness (``log_laplacian_variance``), repeated ``SHARPNESS_REPEATS`` times: every selector
     and predictor standardises each column, so k copies give it weight sqrt(k) against one
     activation column in every distance and in ridge's penalty. One copy is lost among thousands
-    of columns; the weight is the one that measured best and still keeps a float16 cache entry
-    within one 8 KB disk allocation. Convolutions use dynamic TF "SAME" padding, correct for any
-    input size.
+    of columns; the weight is the one that measured best (a float16 entry stays about 8 KB).
+    Convolutions use dynamic TF "SAME" padding, correct for any input size.
     """
 
     name = "efficientnet_lite0"

@@ -7,7 +7,7 @@ Every finished vector goes to the cache at once, so an interrupted run resumes.
 
 ``extract_one`` serves the backend, which sees the same images on every request: it remembers each
 file's (mtime, size, inode) -> content key and keeps recent vectors in memory, so a repeated
-request costs one ``stat`` instead of a read, a hash and a ``.npy`` load. A file that changed on
+request costs one ``stat`` instead of a read, a hash and a store lookup. A file that changed on
 disk is hashed again, so it gets new features.
 """
 from __future__ import annotations

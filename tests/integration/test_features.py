@@ -77,8 +77,7 @@ def test_second_run_hits_cache_and_corrupt_entries_are_recomputed(tmp_path, back
     assert counted == []
 
     extractor = FeatureExtractor(backbone, cache_dir=cache_dir)
-    entry = extractor.cache.path(content_key(images[0].read_bytes()))
-    entry.write_bytes(entry.read_bytes()[:100])  # half-written file
+    spoil(extractor.cache, content_key(images[0].read_bytes()))  # bytes gone bad on disk
     healed = extractor.extract(images, progress=False)
     assert counted == [1]
     # Recomputed alone instead of in a batch: float32 noise can flip a float16 rounding step.
@@ -104,12 +103,23 @@ def test_empty_input(backbone):
     assert result.paths == [] and result.features.shape == (0, backbone.dim) and result.failed == {}
 
 
-def test_default_backbone_entry_fits_one_disk_block(tmp_path, backbone):
-    """~8 KB per image is what the README's disk figures assume (100,000 images: ~0.8 GB)."""
+def spoil(cache: FeatureCache, key: str) -> None:
+    """Overwrite the stored bytes of ``key`` with NaNs (float16 0xffff), as a bad disk would."""
+    shard, offset, dtype, length = cache.store._find(bytes.fromhex(key))
+    with open(cache.dir / cache.store._shards[shard], "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\xff" * (length * (2 if dtype == 0 else 4)))
+
+
+def test_default_backbone_entry_costs_its_float16_bytes_plus_48(tmp_path, backbone):
+    """~8 KB per image is what the README's disk figures assume (100,000 images: ~0.8 GB), in a
+    few shard files instead of one file per image."""
     cache = FeatureCache(tmp_path, "ns")
-    key = content_key(b"image bytes")
-    cache.put(key, np.ones(backbone.dim))
-    assert cache.path(key).stat().st_size <= 8192
+    for i in range(50):
+        cache.put(content_key(b"image %d" % i), np.ones(backbone.dim))
+    files = cache_files(cache.dir)
+    assert sum(f.stat().st_size for f in files) == 50 * (2 * backbone.dim + 48)
+    assert len([f for f in files if f.suffix in (".vec", ".idx")]) == 2
 
 
 def test_cache_roundtrip_and_garbage(tmp_path):
@@ -120,12 +130,14 @@ def test_cache_roundtrip_and_garbage(tmp_path):
     cache.put(key, vec)
     got = cache.get(key)
     assert got.dtype == np.float32 and np.array_equal(got, vec)
-    assert cache.path(key) == cache.dir / key[:2] / f"{key}.npy"
     assert cache.dir.parent == tmp_path and "/" not in cache.dir.name
-    cache.path(key).write_bytes(b"\x93NUMPY garbage")
+    assert np.array_equal(FeatureCache(tmp_path, "efficientnet_lite0-meanstd-v1/file:x").get(key), vec)  # reopened
+    spoil(cache, key)
     assert cache.get(key) is None
+    cache.put(key, vec + 1)  # recomputed: the later entry wins
+    assert np.array_equal(cache.get(key), vec + 1)
     with pytest.raises(ValueError):
-        cache.path("../../etc/passwd")
+        cache.get("../../etc/passwd")
 
 
 def test_concurrent_writers_never_expose_partial_entries(tmp_path):
@@ -152,7 +164,8 @@ def test_concurrent_writers_never_expose_partial_entries(tmp_path):
         t.join()
     assert bad == []
     assert any(np.array_equal(caches[1].get(key), v) for v in vectors)
-    assert [p.name for p in cache_files(tmp_path)] == [f"{key}.npy"]  # no temp files left
+    assert {p.suffix for p in cache_files(tmp_path)} == {".vec", ".idx"}  # two writers, a shard each
+    assert len(cache_files(tmp_path)) == 4
 
 
 def cache_files(root: Path) -> list[Path]:
@@ -164,14 +177,32 @@ def test_cache_stores_float16_unless_values_do_not_fit(tmp_path):
     small, huge = content_key(b"small"), content_key(b"huge")
     vec = np.array([0.1, -3.14159, 1234.5], dtype=np.float32)
     cache.put(small, vec)
-    assert np.load(cache.path(small)).dtype == np.float16
+    assert cache.store.get(bytes.fromhex(small)).dtype == np.float16
     np.testing.assert_array_equal(cache.get(small), as_stored(vec))
     np.testing.assert_allclose(cache.get(small), vec, rtol=1e-3)
     assert cache.get(small).dtype == np.float32
     cache.put(huge, np.array([1e6, 1.0]))
-    assert np.load(cache.path(huge)).dtype == np.float32
+    assert cache.store.get(bytes.fromhex(huge)).dtype == np.float32
     np.testing.assert_array_equal(cache.get(huge), [1e6, 1.0])
-    assert cache.dir.name.endswith("-f16-v2")  # old float32 caches live elsewhere
+    assert cache.dir.name.endswith("-store-v1")  # older layouts live elsewhere
+
+
+def test_a_one_file_per_image_cache_moves_into_the_store(tmp_path):
+    """The layout before the store (``<namespace>-f16-v2/ab/<key>.npy``) is read once, moved in
+    and removed; a corrupt old entry is dropped, not moved."""
+    legacy = tmp_path / "ns-f16-v2"
+    vectors = {content_key(b"%d" % i): np.full(7, i, dtype=np.float16) for i in range(30)}
+    for key, vec in vectors.items():
+        (legacy / key[:2]).mkdir(parents=True, exist_ok=True)
+        np.save(legacy / key[:2] / f"{key}.npy", vec)
+    bad = content_key(b"bad")
+    (legacy / bad[:2]).mkdir(exist_ok=True)
+    (legacy / bad[:2] / f"{bad}.npy").write_bytes(b"\x93NUMPY garbage")
+    cache = FeatureCache(tmp_path, "ns")
+    assert not legacy.exists()
+    for key, vec in vectors.items():
+        np.testing.assert_array_equal(cache.get(key), vec.astype(np.float32))
+    assert cache.get(bad) is None and len(FeatureCache(tmp_path, "ns").store) == 30
 
 
 def test_extract_one_remembers_files_and_sees_changes(tmp_path, backbone, counted, monkeypatch):
