@@ -53,6 +53,8 @@ TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
 Row = tuple[str, str, str]
 rows: list[Row] = []
+#: Backbone name -> model-alone images/s, for the header's share of the machine's peak.
+model_alone: dict[str, float] = {}
 
 
 def add(section: str, case: str, value: str) -> None:
@@ -116,6 +118,31 @@ def bench_extraction(name: str, backbone: Any, paths: list[Path], cache_dir: Pat
     add("extraction", f"{name}, cached", f"{cached_ips:.0f} img/s")
     add("extraction", f"{name}, model alone (in-memory tensors)", f"{alone_ips:.1f} img/s")
     add("extraction", f"{name}, pipeline / model alone", f"{cold_ips / alone_ips:.0%} (target >= 80%)")
+    model_alone[name] = alone_ips
+
+
+def flops_header(backbone: Any, paths: list[Path]) -> str:
+    """The backbone's FLOPs at the photos' typical size (torch's FlopCounterMode), the machine's
+    float32 peak (a 2,048² matrix product, torch's default threads) and the model-alone rate as
+    a share of it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sizes = [tuple(backbone.preprocess(load_image(p, DEFAULTS.max_side)).shape) for p in paths[:50]]
+    shape = max(set(sizes), key=sizes.count)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        backbone(torch.zeros((1, *shape)))
+    flops = counter.get_total_flops()
+    torch.set_num_threads(TORCH_DEFAULT_THREADS)
+    a = torch.rand(2048, 2048)
+    torch.mm(a, a)
+    seconds, _ = timed(lambda: [torch.mm(a, a) for _ in range(10)])
+    peak = 10 * 2 * 2048**3 / seconds
+    line = (f"efficientnet_lite0: {flops / 1e9:.2f} GFLOP per image at {shape[2]}x{shape[1]} (FlopCounterMode); "
+            f"machine float32 peak {peak / 1e9:.0f} GFLOP/s (2048x2048 matmul, {TORCH_DEFAULT_THREADS} threads)")
+    if "efficientnet_lite0" in model_alone:
+        rate = model_alone["efficientnet_lite0"] * flops
+        line += f"; model alone {rate / 1e9:.0f} GFLOP/s = {rate / peak:.0%} of that peak"
+    return line
 
 
 def bench_contention(paths: list[Path]) -> None:
@@ -365,11 +392,13 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
         urls = [local_files_url(p, root) for p in paths]
         cache = tmp / "features"
         print(f"images: {described}", file=sys.stderr)
+        header = ""
         if "extraction" not in skip:
             eff = get_backbone("efficientnet_lite0")
             bench_extraction("efficientnet_lite0", eff, paths[:n_images], tmp / "bench-cache", reps)
             float16_check(eff, paths[: min(200, n_images)])
             bench_contention(paths[: min(60, n_images)])
+            header = flops_header(eff, paths)
             weights = tmp / "resnet50-random.pt"
             import torchvision
             torch.save(torchvision.models.resnet50().state_dict(), weights)
@@ -398,11 +427,12 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
         if "selection" not in skip:
             bench_selection([10_000, 100_000], {("dbscan", 100_000)} if quick else set(), timeout=600)
 
-    threads = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0))
-    print(f"machine: {cores} CPU cores available ({os.cpu_count()} in the machine), torch threads {threads}, "
+    print(f"machine: {cores} CPU cores available ({os.cpu_count()} in the machine), torch's default threads "
+          f"{TORCH_DEFAULT_THREADS} (extraction: MOS_TORCH_THREADS=0, the cores left free), "
           f"torch {torch.__version__}, python {sys.version.split()[0]}")
-    print(f"images: {described}; medians of {reps} runs unless stated\n")
+    print(f"images: {described}; medians of {reps} runs unless stated")
+    print(f"{header}\n" if header else "")
     print("| Area | Case | Result |\n|---|---|---|")
     for section, case, value in rows:
         print(f"| {section} | {case} | {value} |")
