@@ -590,7 +590,7 @@ def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
                         help="also write and read back this many synthetic vectors in the feature store (e.g. "
                         "1000000: 8 GB of temporary disk)")
     system.add_argument("--skip", nargs="*", default=[],
-                        choices=["extraction", "seed", "predict", "retrain", "selection"])
+                        choices=["extraction", "seed", "latency", "predict", "retrain", "selection"])
     similarity = parser.add_argument_group("similarity suite")
     similarity.add_argument("--queries", type=int, default=20, help="measured queries per setting")
     similarity.add_argument("--size", type=int, default=256, help="comparison size")

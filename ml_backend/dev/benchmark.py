@@ -1,9 +1,10 @@
 """Measure the speed targets of the MOS Annotator and print one table (``mos-annotator benchmark``).
 
-Extraction throughput per backbone (cold, cached, model alone), the seed end to end against a real
-Label Studio, /predict latency over HTTP against a real backend process, retrain time, selection
-time and peak memory, backend peak memory. Everything runs in a temporary folder on 127.0.0.1;
-the image folder is read in place.
+Extraction throughput per backbone (cold, cached, model alone, beside a CPU-bound process), the
+seed end to end against a real Label Studio, annotation -> new model latency with real processes,
+/predict latency over HTTP against a real backend process, retrain time, selection time and peak
+memory, backend peak memory, and (``--store-vectors``) the feature store at scale. Everything
+runs in a temporary folder on 127.0.0.1; the image folder is read in place.
 
     mos-annotator benchmark              # full run
     mos-annotator benchmark --quick      # fewer repetitions, no 100k DBSCAN
@@ -257,6 +258,49 @@ def bench_big_export(client: LabelStudioClient, urls: list[str], n: int) -> None
         f"{statistics.median(times) * 1000:.0f} ms")
 
 
+def bench_latency(client: LabelStudioClient, settings: LabelStudioSettings, root: Path, cache: Path,
+                  urls: list[str], logs: Path, sizes: tuple[int, ...] = (50, 500, 5000), samples: int = 10) -> None:
+    """Annotation posted to Label Studio -> the backend serves a model that knows it, over HTTP
+    with real processes: per project size, ``samples`` annotations one at a time, each timed
+    until the backend's /status shows the next model version."""
+    backend = start_backend({"LABEL_STUDIO_URL": settings.url, "LABEL_STUDIO_API_KEY": settings.token,
+                             "LOCAL_FILES_DOCUMENT_ROOT": str(root), "MOS_CACHE_DIR": str(cache),
+                             "MOS_STATE_DIR": str(logs / "latency-state")}, free_port(), logs / "latency-backend.log")
+    headers = {"Authorization": f"Token {settings.token}"}
+    scores = np.random.default_rng(0).uniform(0, 100, max(sizes) + samples)
+
+    def served(project: int) -> dict[str, Any]:
+        return requests.get(f"{backend.url}/status", timeout=30).json()["projects"].get(str(project)) or {}
+
+    try:
+        for size in sizes:
+            project = client.create_project(f"bench latency {size}", NUMBER_CONFIG, 1)
+            ids = client.import_tasks(project, [
+                {"data": {"image": urls[i % len(urls)]},
+                 **({"annotations": [{"result": number_result(int(scores[i]))}]} if i < size else {})}
+                for i in range(size + samples)])
+            client.add_ml_backend(project, backend.url)
+            deadline = time.monotonic() + 600
+            while served(project).get("n_labels") != size and time.monotonic() < deadline:
+                time.sleep(0.2)
+            latencies = []
+            for k in range(samples):
+                before = served(project).get("model_version")
+                started = time.perf_counter()
+                requests.post(f"{settings.url}/api/tasks/{ids[size + k]}/annotations", headers=headers, timeout=60,
+                              json={"result": number_result(int(scores[size + k])), "was_cancelled": False})
+                while (served(project).get("model_version") == before
+                       and time.perf_counter() - started < 120):
+                    time.sleep(0.01)
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.5)  # let the publish of this version finish before the next annotation
+            p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+            add("latency", f"annotation posted -> new model served, {size:,} labels ({samples} annotations)",
+                f"p50 {p50:.0f} ms / p99 {p99:.0f} ms" + (" (target p50 <= 1 s)" if size == max(sizes) else ""))
+    finally:
+        backend.stop()
+
+
 # --- 3. predict ---------------------------------------------------------------------------
 def write_state(state_dir: Path, project: int, urls: list[str], n_labels: int) -> None:
     mos = np.random.default_rng(project).uniform(0, 100, n_labels)
@@ -409,14 +453,17 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
         bench_disk(cache, len(paths))
         if store_vectors:
             bench_store(store_vectors)
-        if "seed" not in skip:
+        if "seed" not in skip or "latency" not in skip:
             settings = LabelStudioSettings(data_dir=tmp / "ls-data", document_root=root, port=free_port())
             label_studio = start_label_studio(settings, tmp / "logs" / "label-studio.log")
             try:
                 client = LabelStudioClient(settings.url, settings.token)
-                bench_seed(client, folder, root, tmp / "seed-cache")
-                if export_tasks:
-                    bench_big_export(client, urls, export_tasks)
+                if "seed" not in skip:
+                    bench_seed(client, folder, root, tmp / "seed-cache")
+                    if export_tasks:
+                        bench_big_export(client, urls, export_tasks)
+                if "latency" not in skip:
+                    bench_latency(client, settings, root, cache, urls, tmp / "logs")
             finally:
                 label_studio.stop()
         if "predict" not in skip:
