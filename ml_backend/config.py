@@ -92,6 +92,11 @@ class Config:
         0.9, "MOS_WEBHOOK_WAIT",
         "Seconds a webhook waits for the retrain it queued (Label Studio waits 1 s for it inside the "
         "rater's submit): when it finishes in time, the next image shows the new model. 0: answer at once.")
+    resync_s: float = setting(
+        600.0, "MOS_RESYNC_S",
+        "A retrain after a rating reads only the rated task from Label Studio; every this many "
+        "seconds it reads the whole project again instead (whatever no webhook reported). 0: only "
+        "at start, on Start Training and after task, config or deletion events.")
     screening: str = setting(
         "bt500", "MOS_SCREENING",
         "How several raters of an image make its MOS, for the export and the backend's training "

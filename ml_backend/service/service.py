@@ -102,7 +102,8 @@ class MOSService:
         self._train_lock = threading.Lock()
         # What the last retrain read from Label Studio, and what webhooks said changed since.
         self._cache_lock = threading.Lock()
-        self._task_cache: dict[int, tuple[dict[int, dict[str, Any]], str]] = {}
+        #: project -> (tasks by id, label config, monotonic time of the last full export)
+        self._task_cache: dict[int, tuple[dict[int, dict[str, Any]], str, float]] = {}
         self._changed: dict[int, set[int]] = {}
         self._stale: set[int] = set()
         self._last_annotation: dict[int, float] = {}  # project -> monotonic time of its last annotation webhook
@@ -444,7 +445,8 @@ class MOSService:
         The full export (seconds for thousands of tasks) runs the first time, for a catch-up or
         Start Training, and after task, config or deletion events; otherwise the copy from the
         last retrain is used with only the tasks that annotation webhooks named fetched again
-        (one request each), so a retrain after a rating takes a fraction of a second. A task id
+        (one request each), so a retrain after a rating takes a fraction of a second; a full
+        export again once the copy is ``MOS_RESYNC_S`` old, for what no webhook said. A task id
         from a webhook counts only if Label Studio says the task is in this project."""
         with self._cache_lock:
             changed = self._changed.pop(project_id, set())
@@ -452,8 +454,10 @@ class MOSService:
             self._stale.discard(project_id)
             cached = self._task_cache.get(project_id)
         try:
-            if incremental and cached is not None and changed and not stale and changed <= cached[0].keys():
-                by_id, label_config = dict(cached[0]), cached[1]
+            fresh = cached is not None and (self.config.resync_s <= 0
+                                            or time.monotonic() - cached[2] < self.config.resync_s)
+            if incremental and cached is not None and fresh and changed and not stale and changed <= cached[0].keys():
+                by_id, label_config, synced = dict(cached[0]), cached[1], cached[2]
                 for task_id in sorted(changed):
                     task = client.task(task_id)
                     if task.get("project") != project_id or task.get("id") != task_id:
@@ -462,6 +466,7 @@ class MOSService:
                         continue
                     by_id[task_id] = task
             else:
+                synced = time.monotonic()
                 label_config = client.get_label_config(project_id)
                 by_id = {task["id"]: task for task in client.export_tasks(project_id)}
         except Exception:
@@ -469,7 +474,7 @@ class MOSService:
                 self._stale.add(project_id)  # the retry reads everything again
             raise
         with self._cache_lock:
-            self._task_cache[project_id] = (by_id, label_config)
+            self._task_cache[project_id] = (by_id, label_config, synced)
         return list(by_id.values()), label_config
 
     def _publish(self, client: LabelStudioClient, tasks: list[dict[str, Any]], tag: ScoreTag, state: ProjectState,

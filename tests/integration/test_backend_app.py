@@ -245,6 +245,31 @@ def test_a_rating_webhook_refetches_only_its_task_and_answers_once_trained(confi
     assert exports == [PROJECT]
 
 
+def test_a_copy_older_than_the_resync_period_is_read_again_in_full(config, dataset) -> None:
+    """MOS_RESYNC_S: a rating webhook after that long reads the whole project (whatever no
+    webhook reported, e.g. a rating made while the webhook could not reach the backend)."""
+    import dataclasses
+
+    _, tasks = dataset
+    app, service = make_app(dataclasses.replace(config, webhook_wait=60, resync_s=60),
+                            [rate(t, 50 + i) for i, t in enumerate(tasks[:3])] + tasks[3:])
+    studio = service._client_factory
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    assert service.trainer.wait_idle(60)
+    exports = []
+    original = studio.export_tasks
+    studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
+    studio.tasks = [rate(t, 50 + i) for i, t in enumerate(tasks[:5])] + tasks[5:]  # task 5: no webhook
+    payload = {"action": "ANNOTATION_CREATED", "task": {"id": tasks[3]["id"]}, "project": {"id": PROJECT}}
+    client.post("/webhook", json=payload)
+    assert exports == [] and client.get("/status").json["projects"][str(PROJECT)]["n_labels"] == 4
+    by_id, label_config, synced = service._task_cache[PROJECT]
+    service._task_cache[PROJECT] = (by_id, label_config, synced - 61)  # the copy is now 61 s old
+    client.post("/webhook", json=payload)
+    assert exports == [PROJECT] and client.get("/status").json["projects"][str(PROJECT)]["n_labels"] == 5
+
+
 def test_with_every_image_rated_there_is_nothing_to_store_and_no_error(config, dataset) -> None:
     _, tasks = dataset
     app, service = make_app(config, [rate(t, 30 + 3 * i) for i, t in enumerate(tasks)])
