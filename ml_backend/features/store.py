@@ -28,8 +28,13 @@ log = logging.getLogger(__name__)
 
 #: A shard's vector file is closed once it holds this many bytes.
 SHARD_BYTES = 1 << 30
-RECORD = np.dtype([("key", "S32"), ("offset", "<u8"), ("dtype", "u1"), ("pad", "V3"), ("length", "<u4")])
+RECORD = np.dtype([("key", "u1", (32,)), ("offset", "<u8"), ("dtype", "u1"), ("pad", "V3"), ("length", "<u4")])
 _DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
+
+
+def _words(keys: np.ndarray) -> np.ndarray:
+    """(n, 32) key bytes -> (n, 4) big-endian 64-bit words: their order is the bytes' order."""
+    return np.ascontiguousarray(keys, dtype=np.uint8).view(">u8").astype(np.uint64).reshape(-1, 4)
 
 
 #: A key the store does not know makes it look for other writers' entries at most this often.
@@ -43,7 +48,9 @@ class FeatureStore:
         self.folder = Path(folder)
         self._lock = threading.Lock()
         self._index_sizes: dict[str, int] = {}  # index file -> bytes read so far
-        self._keys = np.empty(0, dtype="S32")  # sorted
+        # Keys as four big-endian 64-bit words, sorted (numpy's fixed "S32" would drop a key's
+        # trailing zero bytes: one sha256 in 256 ends with one).
+        self._keys = np.empty((0, 4), dtype=np.uint64)
         self._loc = np.empty((0, 4), dtype=np.int64)  # shard number, offset, dtype code, length
         self._recent: dict[bytes, tuple[int, int, int, int]] = {}  # entries since the last merge
         self._shards: list[str] = []  # shard number -> vector file name
@@ -77,10 +84,13 @@ class FeatureStore:
         hit = self._recent.get(key)
         if hit is not None:
             return hit
-        i = int(np.searchsorted(self._keys, key))
-        if i < len(self._keys) and self._keys[i] == key:
-            shard, offset, dtype, length = (int(v) for v in self._loc[i])
-            return shard, offset, dtype, length
+        words = _words(np.frombuffer(key, dtype=np.uint8)[None, :])[0]
+        i = int(np.searchsorted(self._keys[:, 0], words[0]))
+        while i < len(self._keys) and self._keys[i, 0] == words[0]:
+            if np.array_equal(self._keys[i], words):
+                shard, offset, dtype, length = (int(v) for v in self._loc[i])
+                return shard, offset, dtype, length
+            i += 1
         return None
 
     def _refresh(self) -> bool:
@@ -108,7 +118,7 @@ class FeatureStore:
                 continue
             self._index_sizes[name] = whole
             shard = self._shard_number(name[: -len(".idx")] + ".vec")
-            keys.append(records["key"])
+            keys.append(_words(records["key"]))
             locs.append(np.column_stack([np.full(len(records), shard), records["offset"].astype(np.int64),
                                          records["dtype"], records["length"]]).astype(np.int64))
         if not keys:
@@ -120,16 +130,17 @@ class FeatureStore:
         """Fold new entries (and the recent ones) into the sorted arrays; a later entry of a key wins."""
         parts_k, parts_l = [self._keys], [self._loc]
         if self._recent:
-            parts_k.append(np.array(list(self._recent), dtype="S32"))
+            raw = np.frombuffer(b"".join(self._recent), dtype=np.uint8).reshape(-1, 32)
+            parts_k.append(_words(raw))
             parts_l.append(np.array(list(self._recent.values()), dtype=np.int64).reshape(-1, 4))
         if keys is not None and locs is not None:
-            parts_k.append(keys.astype("S32"))
+            parts_k.append(keys)
             parts_l.append(locs)
         all_keys, all_loc = np.concatenate(parts_k), np.concatenate(parts_l)
-        order = np.argsort(all_keys, kind="stable")
+        order = np.lexsort(all_keys.T[::-1])  # by word 0, then 1, 2, 3; stable: later entries last
         all_keys, all_loc = all_keys[order], all_loc[order]
         last = np.ones(len(all_keys), dtype=bool)
-        last[:-1] = all_keys[1:] != all_keys[:-1]
+        last[:-1] = np.any(all_keys[1:] != all_keys[:-1], axis=1)
         self._keys, self._loc, self._recent = all_keys[last], all_loc[last], {}
 
     def _shard_number(self, name: str) -> int:
@@ -163,7 +174,7 @@ class FeatureStore:
             vec_fd, idx_fd, offset, stem = self._files
             os.write(vec_fd, payload)  # the vector first: an index record never points past the data
             record = np.zeros(1, dtype=RECORD)
-            record[0] = (key, offset, _DTYPES.index(vec.dtype), b"", len(vec))
+            record[0] = (np.frombuffer(key, dtype=np.uint8), offset, _DTYPES.index(vec.dtype), b"", len(vec))
             os.write(idx_fd, record.tobytes())
             self._files = (vec_fd, idx_fd, offset + len(payload), stem)
             self._index_sizes[f"{stem}.idx"] = self._index_sizes.get(f"{stem}.idx", 0) + RECORD.itemsize

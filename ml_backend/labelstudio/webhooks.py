@@ -38,6 +38,9 @@ class WebhookEvent:
     project_id: int | None
     #: The annotated task (TASK_ACTIONS only), as the webhook names it: unverified.
     task_id: int | None = None
+    #: PROJECT_UPDATED: the project's label config as the webhook states it (unverified; lets
+    #: the backend tell its own updates, e.g. the model version, from a config change).
+    label_config: str | None = None
 
     @property
     def triggers_training(self) -> bool:
@@ -83,4 +86,7 @@ def parse_webhook(payload: Any) -> WebhookEvent:
         raise WebhookError(f"webhook {action} has no usable 'project' field")
     task = payload.get("task")
     task_id = parse_project_id(task) if action in TASK_ACTIONS and isinstance(task, dict) else None
-    return WebhookEvent(action=action, project_id=project_id, task_id=task_id)
+    project = payload.get("project")
+    label_config = project.get("label_config") if action == "PROJECT_UPDATED" and isinstance(project, dict) else None
+    return WebhookEvent(action=action, project_id=project_id, task_id=task_id,
+                        label_config=label_config if isinstance(label_config, str) else None)

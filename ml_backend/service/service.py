@@ -32,7 +32,7 @@ from ..labelstudio.aggregation import RatingStats, aggregate_ratings
 from ..labelstudio.client import LabelStudioClient
 from ..labelstudio.label_config import ScoreTag, parse_label_config
 from ..labelstudio.task_images import resolve_task_image
-from ..labelstudio.webhooks import REFRESH_ACTIONS, parse_webhook
+from ..labelstudio.webhooks import REFRESH_ACTIONS, WebhookEvent, parse_webhook
 from ..prediction import PREDICTORS
 from ..prediction.base import Predictor
 from ..ratings import SCREENINGS
@@ -319,7 +319,7 @@ class MOSService:
                 if event.task_id is not None:
                     self._changed.setdefault(event.project_id, set()).add(event.task_id)
                     self._last_annotation[event.project_id] = time.monotonic()
-                elif event.action in REFRESH_ACTIONS:
+                elif event.action in REFRESH_ACTIONS and not self._same_config(event):
                     self._stale.add(event.project_id)
                 elif event.action == "START_TRAINING" and (
                         time.monotonic() - self._last_annotation.get(event.project_id, -1e9) < SUBMIT_ECHO_S):
@@ -437,6 +437,15 @@ class MOSService:
         if predictor is not None and self.config.publish == "on":
             self._publish(client, tasks, tag, state, predictor)
         return state
+
+    def _same_config(self, event: WebhookEvent) -> bool:
+        """A PROJECT_UPDATED that leaves the label config as the last retrain read it: Label
+        Studio sends one for every project update, the backend's own setting of the model version
+        after each retrain included, and reading the whole project again for those would undo
+        the one-task retrain. (A forged one can only delay a refresh until ``MOS_RESYNC_S``.)"""
+        cached = self._task_cache.get(event.project_id) if event.project_id is not None else None
+        return (event.action == "PROJECT_UPDATED" and event.label_config is not None and cached is not None
+                and event.label_config == cached[1])
 
     def _project_tasks(self, client: LabelStudioClient, project_id: int,
                        incremental: bool) -> tuple[list[dict[str, Any]], str]:

@@ -323,3 +323,30 @@ def test_several_raters_train_on_the_screened_mos_weighted_by_its_certainty(conf
     rest = service._features([t["data"]["image"] for t in tasks[12:]]).matrix
     np.testing.assert_allclose(service.model(PROJECT).predictor.predict(rest), expected.predict(rest), atol=1e-6)
     assert not np.allclose(plain.predict(rest), expected.predict(rest))
+
+
+def test_a_project_update_that_keeps_the_label_config_does_not_force_a_full_read(config, dataset) -> None:
+    """Label Studio sends PROJECT_UPDATED for every project change, the backend's own setting of
+    the model version after each retrain included: only a changed label config reads all again."""
+    import dataclasses
+
+    _, tasks = dataset
+    app, service = make_app(dataclasses.replace(config, webhook_wait=60),
+                            [rate(t, 50 + i) for i, t in enumerate(tasks[:3])] + tasks[3:])
+    studio = service._client_factory
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    assert service.trainer.wait_idle(60)
+    exports = []
+    original = studio.export_tasks
+    studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
+    rated = {"action": "ANNOTATION_CREATED", "task": {"id": tasks[3]["id"]}, "project": {"id": PROJECT}}
+    studio.tasks = [rate(t, 50 + i) for i, t in enumerate(tasks[:4])] + tasks[4:]
+    own = {"action": "PROJECT_UPDATED", "project": {"id": PROJECT, "label_config": NUMBER_CONFIG}}
+    assert client.post("/webhook", json=own).json["status"] == "ignored"
+    client.post("/webhook", json=rated)
+    assert exports == []
+    changed = {"action": "PROJECT_UPDATED", "project": {"id": PROJECT, "label_config": NUMBER_CONFIG + " "}}
+    client.post("/webhook", json=changed)
+    client.post("/webhook", json=rated)
+    assert exports == [PROJECT]

@@ -244,3 +244,16 @@ def test_concurrent_requests_for_a_new_image_compute_it_once(tmp_path, backbone,
     assert counted == [1]
     assert len(results) == 6 and all(np.array_equal(r, results[0]) for r in results)
     assert extractor._key_locks == {}
+
+
+def test_store_keys_ending_in_zero_bytes_are_found(tmp_path):
+    """One sha256 in 256 ends with a zero byte (numpy's fixed-width bytes would drop it)."""
+    from ml_backend.features.store import FeatureStore
+
+    keys = [bytes(31) + b"\x00", b"\x01" + bytes(31), b"\x01" + bytes(30) + b"\x02", bytes(32)[:-1] + b"\x07"]
+    store = FeatureStore(tmp_path / "s")
+    for i, key in enumerate(keys):
+        store.put(key, np.full(3, i, dtype=np.float16))
+    for reader in (store, FeatureStore(tmp_path / "s")):
+        assert [int(reader.get(key)[0]) for key in keys] == [0, 1, 2, 3]
+        assert reader.get(b"\x05" * 32) is None
