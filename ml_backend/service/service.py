@@ -13,6 +13,7 @@ that have saved state) are trained, so unauthenticated webhooks cannot make work
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -108,14 +109,27 @@ class MOSService:
         self._stale: set[int] = set()
         self._last_annotation: dict[int, float] = {}  # project -> monotonic time of its last annotation webhook
         self.trainer = TrainingQueue(self.train)
+        # Storing a model's predictions in Label Studio takes seconds of its API; it runs in its
+        # own thread, for the newest model of the project, so the next rating's retrain never
+        # waits for it (repeated requests merge: a version already replaced is not stored).
+        self.publisher = TrainingQueue(self._publish_current, name="mos-publisher")
 
     def start(self) -> None:
         """Start training, and catch up every saved project with Label Studio (annotations made
         while the backend was down) where the settings say how to reach it."""
         self.trainer.start()
+        self.publisher.start()
+        # Let a running retrain or publish finish before the interpreter exits: torch's thread
+        # pools torn down under a thread still inside them abort the process.
+        atexit.register(self.stop)
         if self.config.label_studio_url and self.config.label_studio_api_key:
             for project_id in self.store.project_ids():
                 self._catch_up(project_id)
+
+    def stop(self) -> None:
+        """Stop the retrain and publish threads, waiting a few seconds for their current job."""
+        self.trainer.stop()
+        self.publisher.stop()
 
     # --- resources -------------------------------------------------------------------------
     @property
@@ -339,8 +353,13 @@ class MOSService:
         queued = self.trainer.request(event.project_id)
         log.info("webhook %s: retrain of project %s %s", event.action, event.project_id,
                  "queued" if queued else "already queued")
-        done = self.config.webhook_wait > 0 and self.trainer.wait_idle(self.config.webhook_wait)
+        done = self.config.webhook_wait > 0 and self.wait_idle(self.config.webhook_wait)
         return {"status": "trained" if done else "queued", "action": event.action, "project": event.project_id}
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds in all for the retrains and then their publishing."""
+        deadline = time.monotonic() + timeout
+        return self.trainer.wait_idle(timeout) and self.publisher.wait_idle(max(0.0, deadline - time.monotonic()))
 
     def status(self) -> dict[str, Any]:
         """What each loaded project's model knows, whether a retrain is running, and the last
@@ -366,7 +385,7 @@ class MOSService:
                 }
                 for pid, m in self._models.items()
             }
-        return {"training": not self.trainer.wait_idle(0), "projects": projects}
+        return {"training": not (self.trainer.wait_idle(0) and self.publisher.wait_idle(0)), "projects": projects}
 
     def versions(self) -> dict[str, Any]:
         with self._models_lock:
@@ -435,8 +454,19 @@ class MOSService:
             f"(n={quality['n']})" if quality else "",
         )
         if predictor is not None and self.config.publish == "on":
-            self._publish(client, tasks, tag, state, predictor)
+            self.publisher.request(project_id)
         return state
+
+    def _publish_current(self, project_id: int, force: bool = True) -> None:
+        """Publish the project's current model (``publisher``'s job) on the tasks it was
+        trained with."""
+        model = self.model(project_id, create=False)
+        with self._cache_lock:
+            cached = self._task_cache.get(project_id)
+        if model is None or model.predictor is None or cached is None:
+            return
+        self._publish(self.client(project_id), list(cached[0].values()), parse_label_config(model.state.label_config),
+                      model.state, model.predictor)
 
     def _same_config(self, event: WebhookEvent) -> bool:
         """A PROJECT_UPDATED that leaves the label config as the last retrain read it: Label

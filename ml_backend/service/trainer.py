@@ -33,8 +33,10 @@ class TrainingQueue:
     """``train(project_id, force)`` runs in one thread; ``force=False`` is a catch-up that may
     find nothing new."""
 
-    def __init__(self, train: Callable[[int, bool], object], max_pending: int = 256) -> None:
+    def __init__(self, train: Callable[[int, bool], object], max_pending: int = 256,
+                 name: str = "mos-trainer") -> None:
         self._train = train
+        self._name = name
         self.max_pending = max_pending
         self._pending: dict[int, tuple[bool, float]] = {}  # project -> (force, not before: monotonic)
         self._failures: dict[int, Failure] = {}
@@ -45,7 +47,7 @@ class TrainingQueue:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="mos-trainer", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
     def stop(self) -> None:

@@ -63,7 +63,7 @@ def test_every_retrain_stores_its_predictions_of_the_unrated_tasks(config, datas
     studio.predictions.append({"task": tasks[5]["id"], "model_version": "someone-else", "result": []})
     client = app.test_client()
     client.post("/setup", json=setup_body())
-    assert service.trainer.wait_idle(60)  # the first request's catch-up trains ridge-v1
+    assert service.wait_idle(60)  # the first request's catch-up trains ridge-v1
     mine = [p for p in studio.predictions if p["model_version"] == "ridge-v1"]
     assert sorted(p["task"] for p in mine) == sorted(t["id"] for t in tasks[5:])
     assert studio.model_version == "ridge-v1"
@@ -83,6 +83,7 @@ def test_every_retrain_stores_its_predictions_of_the_unrated_tasks(config, datas
 
     studio.tasks = [rate(t, 50) for t in tasks[:6]] + tasks[6:]
     assert service.train(PROJECT).model_version == "ridge-v2"
+    assert service.wait_idle(60)  # the publisher stores the new version's predictions
     assert {p["model_version"] for p in studio.predictions} == {"ridge-v2", "someone-else"}
     assert sorted(p["task"] for p in studio.predictions if p["model_version"] == "ridge-v2") == sorted(
         t["id"] for t in tasks[6:])
@@ -102,7 +103,7 @@ def test_a_failed_publish_keeps_the_new_model_and_says_why(config, dataset) -> N
     studio.import_predictions = refuse
     client = app.test_client()
     client.post("/setup", json=setup_body())
-    assert service.trainer.wait_idle(60)  # the catch-up retrain, whose publish fails
+    assert service.wait_idle(60)  # the catch-up retrain, whose publish fails
     project = client.get("/status").json["projects"][str(PROJECT)]
     assert project["model_version"] == "ridge-v1" and "HTTP 500" in project["published"]["error"]
     assert client.post("/setup", json=setup_body()).json == {"model_version": "ridge-v1"}
@@ -113,14 +114,14 @@ def test_webhook_retrains_in_background_and_bumps_version(config, dataset) -> No
     app, service = make_app(config, [rate(t, 50 + i) for i, t in enumerate(tasks[:3])])
     client = app.test_client()
     client.post("/setup", json=setup_body())
-    assert service.trainer.wait_idle(60)  # the catch-up of the first request
+    assert service.wait_idle(60)  # the catch-up of the first request
     assert client.get("/status").json["projects"][str(PROJECT)]["model_version"] == "ridge-v1"
     client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": PROJECT}})  # the button
-    assert service.trainer.wait_idle(60)
+    assert service.wait_idle(60)
     assert client.post("/setup", json=setup_body()).json == {"model_version": "ridge-v2"}
     payload = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1}, "task": {"id": 1}, "project": {"id": PROJECT}}
     assert client.post("/webhook", json=payload).json["status"] in ("queued", "trained")  # waited <= 0.9 s
-    assert service.trainer.wait_idle(60)
+    assert service.wait_idle(60)
     assert client.get("/status").json["projects"][str(PROJECT)]["model_version"] == "ridge-v3"
     ignored = client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": PROJECT}})
     assert ignored.json["status"] == "ignored"
@@ -150,7 +151,7 @@ def test_extra_params_choose_predictor_settings(config, dataset) -> None:
     status = client.get("/status").json["projects"][str(PROJECT)]
     # Parameters not given per project come from the environment's defaults.
     assert (status["predictor"], status["predictor_params"]) == ("knn", {"n_neighbors": 2, "weights": "distance"})
-    service.trainer.wait_idle(60)
+    service.wait_idle(60)
     client.post("/setup", json=setup_body())  # extra_params removed again: back to the default
     assert client.get("/status").json["projects"][str(PROJECT)]["predictor"] == "ridge"
     bad = client.post("/setup", json=setup_body(extra={"predictor": "knn", "neighbours": 3}))
@@ -224,7 +225,7 @@ def test_a_rating_webhook_refetches_only_its_task_and_answers_once_trained(confi
     studio = service._client_factory
     client = app.test_client()
     client.post("/setup", json=setup_body())
-    assert service.trainer.wait_idle(60)  # catch-up: the full export
+    assert service.wait_idle(60)  # catch-up: the full export
     exports = []
     original = studio.export_tasks
     studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
@@ -256,7 +257,7 @@ def test_a_copy_older_than_the_resync_period_is_read_again_in_full(config, datas
     studio = service._client_factory
     client = app.test_client()
     client.post("/setup", json=setup_body())
-    assert service.trainer.wait_idle(60)
+    assert service.wait_idle(60)
     exports = []
     original = studio.export_tasks
     studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
@@ -277,7 +278,7 @@ def test_with_every_image_rated_there_is_nothing_to_store_and_no_error(config, d
     studio.predictions.append({"task": tasks[0]["id"], "model_version": "ridge-v7", "result": []})
     client = app.test_client()
     client.post("/setup", json=setup_body())
-    assert service.trainer.wait_idle(60)
+    assert service.wait_idle(60)
     published = client.get("/status").json["projects"][str(PROJECT)]["published"]
     assert published["tasks"] == 0 and "error" not in published
     assert studio.predictions == [] and studio.model_version == ""  # the stale version is gone
@@ -304,7 +305,7 @@ def test_several_raters_train_on_the_screened_mos_weighted_by_its_certainty(conf
     config = dataclasses.replace(config, screening="zscore", certainty_weights="on")
     app, service = make_app(config, labelled + tasks[12:])
     app.test_client().post("/setup", json=setup_body())
-    assert service.trainer.wait_idle(60)
+    assert service.wait_idle(60)
     state = service.train(PROJECT)
     for i, task in enumerate(tasks[:12]):
         label = state.labels[str(task["id"])]
@@ -336,7 +337,7 @@ def test_a_project_update_that_keeps_the_label_config_does_not_force_a_full_read
     studio = service._client_factory
     client = app.test_client()
     client.post("/setup", json=setup_body())
-    assert service.trainer.wait_idle(60)
+    assert service.wait_idle(60)
     exports = []
     original = studio.export_tasks
     studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)

@@ -95,7 +95,7 @@ def test_the_configured_token_goes_only_to_the_configured_url(config: Config, li
     client = create_app(config, service).test_client()
     assert client.post("/setup", json=setup_body(hostname=attacker.url, token="theirs")).status_code == 200
     client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": PROJECT}})
-    assert service.trainer.wait_idle(60)
+    assert service.wait_idle(60)
     service.trainer.stop()
     assert label_studio.requests and label_studio.saw(SECRET)  # the retrain asked the configured host
     assert attacker.requests == []
@@ -110,7 +110,7 @@ def test_without_settings_a_project_is_pinned_to_its_first_host(config: Config, 
     moved = client.post("/setup", json=setup_body(hostname=attacker.url, token="theirs"))
     assert moved.status_code == 400 and f"belongs to the Label Studio at {label_studio.url}" in moved.json["error"]
     client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": PROJECT}})
-    assert service.trainer.wait_idle(60)
+    assert service.wait_idle(60)
     service.trainer.stop()
     assert label_studio.saw(SECRET) and attacker.requests == []
     for hostname in ("file:///etc", "gopher://x", 42):
@@ -217,7 +217,7 @@ def test_webhooks_for_unknown_projects_queue_nothing(config: Config, dataset) ->
     started = time.monotonic()
     real = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": PROJECT}})
     assert real.json["status"] in ("queued", "trained")
-    assert service.trainer.wait_idle(60) and time.monotonic() - started < 20
+    assert service.wait_idle(60) and time.monotonic() - started < 20
     assert client.get("/status").json["projects"][str(PROJECT)]["n_labels"] == 4
     assert set(client.get("/status").json["projects"]) == {str(PROJECT)}
 
@@ -289,7 +289,7 @@ def test_a_corrupt_state_file_is_moved_aside_and_rebuilt(config: Config, dataset
     answer = client.post("/setup", json=setup_body())
     assert answer.status_code == 200 and answer.is_json
     assert len(list(config.state_dir.glob(f"project-{PROJECT}.json.corrupt-*"))) == 1
-    assert service.trainer.wait_idle(60)  # the catch-up rebuilt it from Label Studio
+    assert service.wait_idle(60)  # the catch-up rebuilt it from Label Studio
     assert json.loads(path.read_text())["labels"].keys() == {"1", "2", "3", "4"}
 
 
