@@ -8,14 +8,13 @@ interleave; a vector's bytes are written before its index record, and a record i
 at most unindexed bytes or a torn last record, which readers skip. Shards close at
 ``SHARD_BYTES``.
 
-Readers load every index into one sorted array (16 bytes of key prefix + location per entry,
-about 40 bytes per image in memory) and map the vector files; a key they do not know makes them
+Readers load every index into one sorted array (the key as four 64-bit words and its location:
+64 bytes per image in memory) and map the vector files; a key they do not know makes them
 read whatever the index files gained since (other writers), so the seed and the backend share
 one store. Bytes per image on disk: the vector plus 48.
 """
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -23,8 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 #: A shard's vector file is closed once it holds this many bytes.
 SHARD_BYTES = 1 << 30
