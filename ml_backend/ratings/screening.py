@@ -118,10 +118,10 @@ class BT500Screening(Screening):
         x = table.scores
         above = np.zeros(x.shape[1])
         below = np.zeros(x.shape[1])
-        for row in x:
+        for row in x[np.sum(~np.isnan(x), axis=1) >= 2]:  # one rating cannot deviate (most projects)
             seen = ~np.isnan(row)
             values = row[seen]
-            if len(values) < 2 or np.ptp(values) == 0:
+            if np.ptp(values) == 0:
                 continue
             mu, sigma = values.mean(), values.std()
             kurtosis = stats.kurtosis(values, fisher=False)
