@@ -217,18 +217,8 @@ def test_similarity_predictor_gets_the_image_files(config, dataset) -> None:
 def test_a_rating_webhook_refetches_only_its_task_and_answers_once_trained(config, dataset) -> None:
     """After the first full export, an annotation webhook fetches that one task: the retrain sees
     its new rating without a new export, and the webhook returns once the model is in place."""
-    import dataclasses
-
     _, tasks = dataset
-    app, service = make_app(dataclasses.replace(config, webhook_wait=60), [rate(t, 50 + i) for i, t in
-                                                                           enumerate(tasks[:3])] + tasks[3:])
-    studio = service._client_factory
-    client = app.test_client()
-    client.post("/setup", json=setup_body())
-    assert service.wait_idle(60)  # catch-up: the full export
-    exports = []
-    original = studio.export_tasks
-    studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
+    client, service, studio, exports = _three_rated_and_counting_exports(config, tasks)
     studio.tasks = [rate(t, 50 + i) for i, t in enumerate(tasks[:4])] + tasks[4:]
     payload = {"action": "ANNOTATION_CREATED", "task": {"id": tasks[3]["id"]}, "project": {"id": PROJECT}}
     assert client.post("/webhook", json=payload).json["status"] == "trained"
@@ -249,18 +239,8 @@ def test_a_rating_webhook_refetches_only_its_task_and_answers_once_trained(confi
 def test_a_copy_older_than_the_resync_period_is_read_again_in_full(config, dataset) -> None:
     """MOS_RESYNC_S: a rating webhook after that long reads the whole project (whatever no
     webhook reported, e.g. a rating made while the webhook could not reach the backend)."""
-    import dataclasses
-
     _, tasks = dataset
-    app, service = make_app(dataclasses.replace(config, webhook_wait=60, resync_s=60),
-                            [rate(t, 50 + i) for i, t in enumerate(tasks[:3])] + tasks[3:])
-    studio = service._client_factory
-    client = app.test_client()
-    client.post("/setup", json=setup_body())
-    assert service.wait_idle(60)
-    exports = []
-    original = studio.export_tasks
-    studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
+    client, service, studio, exports = _three_rated_and_counting_exports(config, tasks, resync_s=60)
     studio.tasks = [rate(t, 50 + i) for i, t in enumerate(tasks[:5])] + tasks[5:]  # task 5: no webhook
     payload = {"action": "ANNOTATION_CREATED", "task": {"id": tasks[3]["id"]}, "project": {"id": PROJECT}}
     client.post("/webhook", json=payload)
@@ -329,18 +309,8 @@ def test_several_raters_train_on_the_screened_mos_weighted_by_its_certainty(conf
 def test_a_project_update_that_keeps_the_label_config_does_not_force_a_full_read(config, dataset) -> None:
     """Label Studio sends PROJECT_UPDATED for every project change, the backend's own setting of
     the model version after each retrain included: only a changed label config reads all again."""
-    import dataclasses
-
     _, tasks = dataset
-    app, service = make_app(dataclasses.replace(config, webhook_wait=60),
-                            [rate(t, 50 + i) for i, t in enumerate(tasks[:3])] + tasks[3:])
-    studio = service._client_factory
-    client = app.test_client()
-    client.post("/setup", json=setup_body())
-    assert service.wait_idle(60)
-    exports = []
-    original = studio.export_tasks
-    studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
+    client, service, studio, exports = _three_rated_and_counting_exports(config, tasks)
     rated = {"action": "ANNOTATION_CREATED", "task": {"id": tasks[3]["id"]}, "project": {"id": PROJECT}}
     studio.tasks = [rate(t, 50 + i) for i, t in enumerate(tasks[:4])] + tasks[4:]
     own = {"action": "PROJECT_UPDATED", "project": {"id": PROJECT, "label_config": NUMBER_CONFIG}}
@@ -351,3 +321,20 @@ def test_a_project_update_that_keeps_the_label_config_does_not_force_a_full_read
     client.post("/webhook", json=changed)
     client.post("/webhook", json=rated)
     assert exports == [PROJECT]
+
+
+def _three_rated_and_counting_exports(config, tasks, **settings):
+    """A backend (webhooks answered once trained) on a project with 3 rated tasks, set up and
+    caught up (the full export), and the list that each later full export appends to."""
+    import dataclasses
+
+    app, service = make_app(dataclasses.replace(config, webhook_wait=60, **settings),
+                            [rate(t, 50 + i) for i, t in enumerate(tasks[:3])] + tasks[3:])
+    studio = service._client_factory
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    assert service.wait_idle(60)  # catch-up: the full export
+    exports: list[int] = []
+    original = studio.export_tasks
+    studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
+    return client, service, studio, exports
