@@ -84,10 +84,11 @@ def gold_ranges(tasks: Iterable[dict[str, Any]]) -> dict[int, tuple[float, float
 
 @dataclass(frozen=True)
 class Screened:
-    """A project's votes (every annotation), the counted ones as a table, its gold ranges and the
-    screening's verdict."""
+    """A project's votes (every annotation), the ones that count (``counted``) and their table,
+    its gold ranges and the screening's verdict."""
 
     votes: list[Vote]
+    counted: list[Vote]
     table: VoteTable
     gold: dict[int, tuple[float, float]]
     result: ScreenResult
@@ -100,29 +101,53 @@ class Screened:
                                        int(rejected[i]), r.method)
                 for i, item in enumerate(r.items) if r.n[i] > 0}
 
+    def scores_by_task(self) -> dict[int, list[float]]:
+        """task id -> the counted score of each of its raters, screening aside."""
+        scores: dict[int, list[float]] = {}
+        for vote in self.counted:
+            scores.setdefault(int(vote.item), []).append(float(vote.score))  # type: ignore[arg-type]
+        return scores
+
+
+class TaskReader:
+    """``task_votes`` and ``gold_ranges`` with a memory: a task object read by the previous call
+    is not parsed again (the backend's retrain after one rating gets the same objects back for
+    every task but the rated one)."""
+
+    def __init__(self, tag: ScoreTag, emails: Mapping[int, str] | None = None) -> None:
+        self.tag, self.emails = tag, emails
+        self._read: dict[int, tuple[dict[str, Any], list[Vote], tuple[float, float] | None]] = {}
+
+    def __call__(self, tasks: Iterable[dict[str, Any]]) -> tuple[list[Vote], dict[int, tuple[float, float]]]:
+        read, votes, gold = {}, [], {}
+        for task in tasks:
+            entry = self._read.get(id(task))
+            if entry is None or entry[0] is not task:  # the object is kept, so its id is not reused
+                entry = (task, task_votes([task], self.tag, self.emails), gold_ranges([task]).get(int(task["id"])))
+            read[id(task)] = entry
+            votes.extend(entry[1])
+            if entry[2] is not None:
+                gold[int(task["id"])] = entry[2]
+        self._read = read
+        return votes, gold
+
 
 def screen_tasks(tasks: Iterable[dict[str, Any]], tag: ScoreTag, screening: str = "none",
-                 params: Mapping[str, Any] | None = None, emails: Mapping[int, str] | None = None) -> Screened:
-    """What the export, the report and the backend all make of a project's annotations."""
-    tasks = list(tasks)
-    votes = task_votes(tasks, tag, emails)
-    table = VoteTable.from_votes(counted(votes))
-    gold = gold_ranges(tasks)
-    return Screened(votes, table, gold, SCREENINGS.create(screening, params).screen(table, gold))
+                 params: Mapping[str, Any] | None = None, emails: Mapping[int, str] | None = None,
+                 reader: TaskReader | None = None) -> Screened:
+    """What the export, the report and the backend all make of a project's annotations;
+    ``reader`` (for ``tag``) remembers the tasks of an earlier call."""
+    votes, gold = (reader or TaskReader(tag, emails))(tasks)
+    kept = counted(votes)
+    table = VoteTable.from_votes(kept)
+    return Screened(votes, kept, table, gold, SCREENINGS.create(screening, params).screen(table, gold))
 
 
 def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag, screening: str = "none",
-                      params: Mapping[str, Any] | None = None) -> dict[int, RatingStats]:
+                      params: Mapping[str, Any] | None = None, reader: TaskReader | None = None
+                      ) -> dict[int, RatingStats]:
     """task id -> its MOS; tasks without an accepted rating are left out."""
-    return screen_tasks(tasks, tag, screening, params).ratings()
-def rater_votes(tasks: Iterable[dict[str, Any]], tag: ScoreTag) -> dict[int, list[float]]:
-    """task id -> the counted score of each of its raters."""
-    votes: dict[int, list[float]] = {}
-    for vote in counted(task_votes(tasks, tag)):
-        votes.setdefault(int(vote.item), []).append(float(vote.score))  # type: ignore[arg-type]
-    return votes
-
-
+    return screen_tasks(tasks, tag, screening, params, reader=reader).ratings()
 def _defined(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 

@@ -22,7 +22,7 @@ from ..evaluation.metrics import split_half_srcc
 from ..features.extractor import FeatureExtractor
 from ..features.standardise import Standardiser
 from ..prediction.ridge import RidgePredictor
-from .aggregation import aggregate_ratings, rater_votes
+from .aggregation import screen_tasks
 from .client import LabelStudioClient
 from .exporting import newest_predictions
 from .label_config import parse_label_config
@@ -58,7 +58,8 @@ def build_report(client: LabelStudioClient, project_id: int, out: Path, config: 
         raise UserError("set LOCAL_FILES_DOCUMENT_ROOT or pass --document-root (the report reads the images)")
     tag = parse_label_config(client.get_label_config(project_id))
     tasks = client.export_tasks(project_id)
-    ratings = aggregate_ratings(tasks, tag, config.screening)
+    screened = screen_tasks(tasks, tag, config.screening)
+    ratings = screened.ratings()
     predicted = newest_predictions(client.predictions(project_id), tag)
     extractor = FeatureExtractor.from_config(config)
     rows, ids, unreadable = [], [], 0
@@ -74,7 +75,7 @@ def build_report(client: LabelStudioClient, project_id: int, out: Path, config: 
     rated = [i for i, task_id in enumerate(ids) if task_id in ratings]
     y = np.array([ratings[ids[i]].mean for i in rated])
     report = DatasetReport(out, len(tasks), len(ratings), unreadable=unreadable,
-                           agreement=split_half_srcc(rater_votes(tasks, tag)))
+                           agreement=split_half_srcc(screened.scores_by_task()))
     out.mkdir(exist_ok=True)
     import matplotlib
 

@@ -12,7 +12,7 @@ from ..features.images import natural_key
 from ..mos_csv import MOSRow, write_csv_file
 from ..ratings import SCREENINGS
 from ..ratings.raters import rater_stats
-from .aggregation import RatingStats, aggregate_ratings, counted, screen_tasks
+from .aggregation import RatingStats, aggregate_ratings, screen_tasks
 from .client import LabelStudioClient
 from .label_config import ScoreTag, parse_label_config, read_confidence
 from .study_files import write_rater_report, write_votes
@@ -136,7 +136,7 @@ def export_project(client: LabelStudioClient, project_id: int, out: Path, detail
     names = {int(task["id"]): image_name(task, tag) for task in tasks}
     write_csv_file(rows, out, details)
     if study.votes:
-        write_votes(study.votes, screened.votes, names, {v.annotation_id for v in counted(screened.votes)}, result)
+        write_votes(study.votes, screened.votes, names, {v.annotation_id for v in screened.counted}, result)
     png = None
     if study.raters_report:
         stats = rater_stats(table, screened.votes, result, screened.gold)

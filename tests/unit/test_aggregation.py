@@ -100,3 +100,23 @@ def test_other_controls_in_the_result_do_not_count() -> None:
     ann["result"] = [{"from_name": "quality", "to_name": "image", "type": "rating",
                       "value": {"rating": 4}}]
     assert aggregate_ratings([task(1, ann)], TAG) == {}
+
+
+def test_a_task_reader_parses_only_the_task_objects_it_has_not_seen(monkeypatch) -> None:
+    """The backend's retrain after a rating gets the same task objects back but one: only that
+    one is parsed again, and the votes equal a fresh read."""
+    from ml_backend.labelstudio import aggregation
+    from ml_backend.labelstudio.aggregation import TaskReader, screen_tasks, task_votes
+
+    tasks = [task(i, annotation(10 + i, 1, 40 + i)) for i in range(5)]
+    tasks[2]["data"].update(gold_min=1, gold_max=9)
+    reader = TaskReader(TAG)
+    reader(tasks)
+    parsed = []
+    monkeypatch.setattr(aggregation, "task_votes", lambda t, *a: parsed.append(t[0]["id"]) or task_votes(t, *a))
+    again = tasks[:3] + [task(3, annotation(99, 2, 7))] + tasks[4:]
+    votes, gold = reader(again)
+    assert parsed == [3] and gold == {2: (1.0, 9.0)}
+    assert votes == task_votes(again, TAG)
+    fresh = screen_tasks(again, TAG, "none").ratings()
+    assert screen_tasks(again, TAG, "none", reader=reader).ratings() == fresh and fresh[3].mean == 7
