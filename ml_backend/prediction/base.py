@@ -2,8 +2,8 @@
 
 Every predictor takes the same keywords and ignores what it does not use: ``images`` (the files
 of the rows, for predictors that compare pixels), ``row_ids`` (names of the rows, e.g. task ids)
-``normal_matrix`` (a previous fit's ``normal_matrix_``, which ridge updates with the rows that
-changed instead of recomputing it; it is taken over by the new fit, so pass it to one fit only)
+``warm_state`` (a previous fit's ``warm_state_``, from which ridge reuses what the rows that did
+not change allow; it is taken over by the new fit, so pass it to one fit only)
 and ``sample_weight`` (how much each label counts: a MOS of several raters more than one rating;
 ridge uses it, KNN and similarity average their neighbours' MOS as they are).
 """
@@ -20,14 +20,14 @@ Images = Sequence[Path | str] | None
 
 class Predictor(Protocol):
     #: Handed from fit to fit (see the module docstring); None for predictors that keep none.
-    normal_matrix_: Any
+    warm_state_: Any
 
     def check_params(self) -> Predictor:
         """Validate the constructor's values without fitting; ConfigError naming the culprit."""
         ...
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
-            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None,
+            row_ids: Sequence[Hashable] | None = None, warm_state: Any = None,
             sample_weight: np.ndarray | None = None) -> Predictor: ...
 
     def predict(self, X: np.ndarray, *, images: Images = None) -> np.ndarray: ...

@@ -1,6 +1,7 @@
 """k-nearest-neighbour MOS regression: the original design's predictor, and ridge's confidence."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ class KNNPredictor(RegressorMixin, BaseEstimator):
     beat and cannot overfit; k is capped at the number of labels so it works from one label on.
     """
 
-    normal_matrix_ = None
+    warm_state_ = None
 
     def __init__(self, n_neighbors: int = DEFAULTS.knn_k, weights: str = DEFAULTS.knn_weights) -> None:
         self.n_neighbors = n_neighbors
@@ -39,7 +40,7 @@ class KNNPredictor(RegressorMixin, BaseEstimator):
         return self
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
-            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None,
+            row_ids: Sequence[Hashable] | None = None, warm_state: Any = None,
             sample_weight: np.ndarray | None = None, scaler: Standardiser | None = None) -> KNNPredictor:
         """Only ``X`` and ``y`` matter here; the other keywords are the common interface's, except
         ``scaler``: an unfitted Standardiser to fit here instead of the plain one (ridge weights
@@ -56,6 +57,16 @@ class KNNPredictor(RegressorMixin, BaseEstimator):
         self.y_range_ = float(np.ptp(self.y_))
         self.neighbor_scale_ = self._neighbor_scale()
         return self
+
+    def with_rows(self, Xs: np.ndarray, sq_norms: np.ndarray, y: np.ndarray) -> KNNPredictor:
+        """A copy on other standardised rows ``Xs`` (in this scaler's standardisation, with their
+        squared norms) and labels ``y``; the labels' typical spacing is kept as measured here."""
+        model = copy.copy(self)
+        model.Xs_, model.sq_norms_, model.y_ = Xs, sq_norms, np.asarray(y, dtype=float)
+        model.n_labels_ = len(y)
+        model.k_ = min(int(self.n_neighbors), model.n_labels_)
+        model.y_range_ = float(np.ptp(model.y_))
+        return model
 
     def kneighbors(self, Xs: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Distances and indices of the ``k`` (default ``k_``) labelled images nearest to the

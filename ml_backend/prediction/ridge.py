@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,17 +11,43 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..config import DEFAULTS
 from ..errors import ConfigError
+from ..features.rows import GrowingRows
 from ..features.standardise import Standardiser
 from ..registry import check_int
 from .base import Images
 from .knn import KNNPredictor
 from .prior import resolve_prior
-from .ridge_solvers import NormalMatrix, best_alpha, dual_solve, gram_eigen, loo_residuals
+from .ridge_solvers import NormalMatrix, best_alpha, dual_solve, gram_eigen, loo_residuals, matched_rows
 
 PRIOR_MODES = ("mean", "feature")
 #: Weight of the prior's prediction appended as a standardised feature in ``prior_mode="feature"``:
 #: it counts as 121 copies of itself, as the sharpness value does.
 PRIOR_WEIGHT = 11.0
+#: Changed rows, as a fraction of the labels, that a warm fit absorbs before a full one
+#: standardises and chooses the penalty again.
+REFRESH_FRACTION = 0.05
+
+
+@dataclass
+class RidgeWarmState:
+    """What a fit with more labels than dimensions leaves for the next one: its rows (as given and
+    as the regression sees them), their ids and weights, the normal matrix, and the parts the
+    last full fit chose (standardisation, penalty, the confidence's label spacing, leave-one-out
+    residuals by row id), with the number of rows changed since."""
+
+    params: dict[str, Any]
+    ids: list[Hashable]
+    X: np.ndarray
+    rows: GrowingRows
+    standardised: GrowingRows  # the confidence index's rows (``neighbours``) and their squared norms
+    norms: GrowingRows
+    weights: np.ndarray
+    normal: NormalMatrix
+    scaler: Standardiser
+    alpha: float
+    neighbours: KNNPredictor
+    loo: dict[Hashable, float]
+    changed: int
 
 
 class RidgePredictor(RegressorMixin, BaseEstimator):
@@ -34,8 +61,12 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
     is chosen the same way on a seeded sample of ``max_exact`` of them (the best penalty depends
     on noise and signal strength, not on n) and the model is solved on all labels by Cholesky.
     With more labels than feature dimensions that solve needs the d x d normal matrix; a fit
-    given a previous fit's ``normal_matrix_`` updates it with the rows that changed instead of
-    recomputing it, which is what keeps a retrain after one more label fast.
+    given a previous fit's ``warm_state_`` updates it with the rows that changed instead of
+    recomputing it. A fit given such a fit's ``warm_state_`` after few changes (at most
+    ``REFRESH_FRACTION`` of the labels since the last full fit) keeps that fit's standardisation
+    and penalty (they hardly move with 5 % more labels) and solves exactly for them, correcting the
+    kept Cholesky factor for the changed rows: that is what keeps a retrain after one more label
+    fast at thousands of labels; the next full fit chooses both again.
 
     ``prior`` (see ``prior.resolve_prior``; default ``MOS_PRIOR``) brings what another rated
     dataset taught: as a weighted feature (``prior_mode="feature"``, what measured best on both
@@ -53,7 +84,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
     weight and the normal matrix is updated, not rebuilt). All equal is the plain fit.
     """
 
-    normal_matrix_: NormalMatrix | None = None
+    warm_state_: RidgeWarmState | None = None
 
     def __init__(self, alphas: tuple[float, ...] = tuple(np.logspace(-1, 6, 36)), max_exact: int = 1000,
                  prior: str = DEFAULTS.prior, prior_mode: str = "feature") -> None:
@@ -84,12 +115,12 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         return X, p
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
-            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None,
+            row_ids: Sequence[Hashable] | None = None, warm_state: Any = None,
             sample_weight: np.ndarray | None = None) -> RidgePredictor:
-        """``row_ids`` name the rows (task ids; default: their positions) so that
-        ``normal_matrix``, an earlier fit's ``normal_matrix_``, can be updated with the rows that
-        changed; this fit takes it over (it is updated in place). ``images`` is not used. This
-        fit keeps a reference to ``X``: do not modify it afterwards."""
+        """``row_ids`` name the rows (task ids; default: their positions) so that ``warm_state``,
+        an earlier fit's ``warm_state_``, can be updated with the rows that changed; this fit
+        takes it over (its normal matrix is updated in place). ``images`` is not used. This fit
+        keeps a reference to ``X``: do not modify it afterwards."""
         self.check_params()
         alphas = np.asarray(self.alphas, dtype=float).ravel()
         X, y = validate_data(self, X, y, y_numeric=True)
@@ -101,6 +132,13 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         self.n_labels_ = len(y)
         self.label_mean_ = float(np.average(y, weights=w))
         self.y_range_ = float(np.ptp(y))
+        self.warm_state_ = None
+        warm = warm_state if isinstance(warm_state, RidgeWarmState) and self._can_continue(warm_state, X) else None
+        if warm is not None:
+            same_new, same_old, added, removed = _changes(warm, X, ids, np.ones(len(y)) if w is None else w)
+            if warm.changed + max(len(added), len(removed)) <= REFRESH_FRACTION * self.n_labels_:
+                return self._fit_warm(warm, X, y, ids, w, (same_new, same_old, added, removed))
+        raw = X
         X, prior = self._with_prior(X)
         self.prior_scale_, self.prior_offset_ = 0.0, 0.0
         if prior is not None and self.prior_mode == "mean":
@@ -111,7 +149,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         self.scaler_ = self.neighbours_.scaler_  # the same standardisation: computed once
         y_mean = float(np.average(y, weights=w))
         yc = y - y_mean
-        self.normal_matrix_ = None
+        self.warm_state_ = None
         Xs = self.neighbours_.Xs_  # X in the shared standardisation (centred on the plain mean)
         if w is not None:  # weighted: centre on the weighted means, scale rows by sqrt(w)
             x_mean = np.average(Xs, axis=0, weights=w)
@@ -142,16 +180,81 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
                 A, b = (Xs, yc) if w is None else ((Xs - x_mean) * root[:, None].astype(Xs.dtype), yc * root)
                 self.coef_ = dual_solve(A, b, self.alpha_)
             else:
-                normal = normal_matrix if isinstance(normal_matrix, NormalMatrix) else None
+                normal = warm_state.normal if isinstance(warm_state, RidgeWarmState) else None
                 if normal is None or not normal.update(X, ids, w):
                     normal = NormalMatrix(X, ids, w)
-                self.normal_matrix_ = normal
                 target = yc if w is None else yc * w
                 rhs = (X.T @ target.astype(X.dtype)).astype(float) / self.scaler_.scale_  # Xs^T W yc
                 mean = self.scaler_.mean_ if w is None else self.scaler_.mean_ + x_mean * self.scaler_.scale_
                 self.coef_ = normal.solve(mean, self.scaler_.scale_, rhs, self.alpha_)
+                kept = GrowingRows(X)
+                standardised, norms = GrowingRows(Xs), GrowingRows(self.neighbours_.sq_norms_)
+                self.neighbours_ = self.neighbours_.with_rows(standardised.array, norms.array, self.neighbours_.y_)
+                normal.rows = kept.array
+                self.warm_state_ = RidgeWarmState(
+                    self.get_params(), ids, raw, kept, standardised, norms, normal.weights, normal, self.scaler_,
+                    self.alpha_, self.neighbours_,
+                    {ids[r]: float(v) for r, v in zip(rows, self.loo_residuals_, strict=True)}, 0)
         # the intercept where the standardised features are 0 (their plain mean)
         self.y_mean_ = y_mean if w is None else y_mean - float(x_mean @ self.coef_)
+        return self
+
+    def _can_continue(self, warm: RidgeWarmState, X: np.ndarray) -> bool:
+        """Whether ``warm`` came from a fit like this one, on rows like these, that still has more
+        labels than dimensions."""
+        mine, theirs = self.get_params(), warm.params
+        return (mine.keys() == theirs.keys() and np.array_equal(np.asarray(mine["alphas"], dtype=float),
+                                                                 np.asarray(theirs["alphas"], dtype=float))
+                and all(mine[k] == theirs[k] for k in mine if k != "alphas")
+                and X.shape[1] == warm.X.shape[1] and X.dtype == warm.X.dtype and len(X) > warm.rows.array.shape[1])
+
+    def _fit_warm(self, warm: RidgeWarmState, X: np.ndarray, y: np.ndarray, ids: list[Hashable],
+                  w: np.ndarray | None, matched: tuple[np.ndarray, ...]) -> RidgePredictor:
+        """The fit for few changed rows: ``warm``'s standardisation and penalty, an exact solve
+        for them (see the class docstring). Unchanged rows are copied from ``warm``, only the
+        changed ones transformed."""
+        same_new, same_old, added, removed = matched
+        n = len(y)
+        appending = len(removed) == 0 and len(same_new) == len(warm.ids) and np.array_equal(same_new, same_old)
+        new_rows = self._with_prior(X[added])[0]
+        new_standardised = warm.scaler.transform(new_rows)
+        new_norms = np.einsum("ij,ij->i", new_standardised, new_standardised, dtype=np.float64)
+
+        def grown(old: GrowingRows, new: np.ndarray) -> GrowingRows:
+            if appending:  # the old rows stay where the serving model reads them
+                return old.appended(new)
+            merged = np.empty((n, *old.array.shape[1:]), dtype=old.array.dtype)
+            merged[same_new] = old.array[same_old]
+            merged[added] = new
+            return GrowingRows(merged)
+
+        kept_rows = grown(warm.rows, new_rows)
+        standardised, norms = grown(warm.standardised, new_standardised), grown(warm.norms, new_norms)
+        rows = kept_rows.array
+        prior = resolve_prior(self.prior, X.shape[1])
+        self.prior_scale_, self.prior_offset_ = 0.0, 0.0
+        if prior is not None and self.prior_mode == "mean":
+            p = prior.predict(X)
+            self.prior_scale_, self.prior_offset_ = _calibrate(p, y, w)
+            y = y - (self.prior_offset_ + self.prior_scale_ * p)
+        self.scaler_, self.alpha_ = warm.scaler, warm.alpha
+        self.neighbours_ = warm.neighbours.with_rows(standardised.array, norms.array, y)
+        weights = np.ones(n) if w is None else w
+        warm.normal.apply(rows, ids, weights, added, removed)
+        y_mean = float(np.average(y, weights=w))
+        target = (y - y_mean) * weights
+        rhs = (rows.T @ target.astype(rows.dtype)).astype(float) / self.scaler_.scale_  # Xs^T W yc
+        mean = (rows.mean(axis=0, dtype=np.float64) if w is None  # the rows' own (weighted) mean
+                else np.einsum("i,ij->j", w / w.sum(), rows, dtype=np.float64))
+        self.coef_ = warm.normal.solve(mean, self.scaler_.scale_, rhs, self.alpha_)
+        self.y_mean_ = y_mean - float(((mean - self.scaler_.mean_) / self.scaler_.scale_) @ self.coef_)
+        position = {row_id: i for i, row_id in enumerate(ids)}
+        kept = [(position[row_id], value) for row_id, value in warm.loo.items() if row_id in position]
+        self.loo_rows_ = np.array([i for i, _ in kept], dtype=int)
+        self.loo_residuals_ = np.array([v for _, v in kept], dtype=float)
+        self.warm_state_ = RidgeWarmState(warm.params, ids, X, kept_rows, standardised, norms, weights, warm.normal,
+                                          warm.scaler, warm.alpha, self.neighbours_, warm.loo,
+                                          warm.changed + max(len(added), len(removed)))
         return self
 
     def _offset(self, prior: np.ndarray | None) -> np.ndarray | float:
@@ -183,6 +286,20 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             if half_range > 0 else np.zeros(len(predictions))
         )
         return predictions, (neighbours + decisiveness) / 2
+
+
+def _changes(warm: RidgeWarmState, X: np.ndarray, ids: list[Hashable],
+             weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``matched_rows`` against ``warm``'s rows; without comparing them when ``X`` starts with
+    the very rows (same memory: ``GrowingRows``) and ids that ``warm`` was fitted on."""
+    length = len(warm.ids)
+    head = X[:length]
+    if (len(X) >= length and head.__array_interface__["data"] == warm.X.__array_interface__["data"]
+            and head.shape == warm.X.shape and head.strides == warm.X.strides and ids[:length] == warm.ids
+            and np.array_equal(weights[:length], warm.weights)):
+        kept = np.arange(length)
+        return kept, kept, np.arange(length, len(X)), np.empty(0, dtype=int)
+    return matched_rows(warm.X, warm.ids, warm.weights, X, ids, weights)
 
 
 def _weights(sample_weight: np.ndarray | None, n: int) -> np.ndarray | None:

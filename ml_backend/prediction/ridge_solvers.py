@@ -61,6 +61,21 @@ def dual_solve(Xs: np.ndarray, yc: np.ndarray, alpha: float) -> np.ndarray:
     return (At @ solution).astype(float)
 
 
+def matched_rows(old: np.ndarray, old_ids: list[Hashable], old_weights: np.ndarray, new: np.ndarray,
+                 new_ids: list[Hashable], new_weights: np.ndarray, block: int = 256) -> tuple[np.ndarray, ...]:
+    """Which rows stayed (same id, features and weight: their positions in ``new`` and in
+    ``old``), which of ``new`` are added and which of ``old`` are gone."""
+    position = {row_id: i for i, row_id in enumerate(old_ids)}
+    pairs = np.array([(j, position[row_id]) for j, row_id in enumerate(new_ids) if row_id in position],
+                     dtype=int).reshape(-1, 2)
+    same = np.concatenate([np.all(new[part[:, 0]] == old[part[:, 1]], axis=1)
+                           & (new_weights[part[:, 0]] == old_weights[part[:, 1]])
+                           for part in np.array_split(pairs, max(1, len(pairs) // block))])
+    kept = pairs[same]
+    return (kept[:, 0], kept[:, 1], np.setdiff1d(np.arange(len(new)), kept[:, 0]),
+            np.setdiff1d(np.arange(len(old)), kept[:, 1]))
+
+
 class NormalMatrix:
     """``sum over rows of w (x - center)(x - center)^T`` (d x d, float64) and the rows (and their
     weights ``w``, default 1) it sums.
@@ -73,12 +88,19 @@ class NormalMatrix:
 
     Updates and solves work in place, in buffers that move from fit to fit: the page faults of a
     fresh d x d array cost more than the arithmetic on the machines measured (docs/performance.md).
+
+    A solve keeps its Cholesky factor; a later solve at the same penalty and scale, after at most
+    ``MAX_LOW_RANK`` changed rows, corrects that factor's solution for the change (Woodbury:
+    O(d^2) per changed row instead of the O(d^3) factorization), still checked against the
+    updated matrix.
     """
 
     #: Beyond this fraction of changed rows, recomputing is cheaper than updating.
     MAX_CHANGED = 0.25
     #: Rows per block when comparing or transforming, to keep temporaries small.
     BLOCK = 256
+    #: Changed rows a kept factor is corrected for before it is computed again.
+    MAX_LOW_RANK = 64
 
     def __init__(self, X: np.ndarray, ids: list[Hashable], weights: np.ndarray | None = None) -> None:
         self.ids = list(ids)
@@ -90,6 +112,7 @@ class NormalMatrix:
         self.gram = np.ascontiguousarray(lower, dtype=float)  # C order: see update
         self.gram += np.tril(self.gram, -1).T  # BLAS filled the lower triangle only
         self._factor = np.empty(self.gram.shape, dtype=np.float32)
+        self._kept: _KeptFactor | None = None
 
     def update(self, X: np.ndarray, ids: list[Hashable], weights: np.ndarray | None = None) -> bool:
         """Replace the rows by ``X`` (with ``weights``) in place; False (nothing changed) when too
@@ -97,24 +120,25 @@ class NormalMatrix:
         if self.rows.shape[1] != X.shape[1]:
             return False
         weights = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=float)
-        position = {row_id: i for i, row_id in enumerate(self.ids)}
-        pairs = np.array([(j, position[row_id]) for j, row_id in enumerate(ids) if row_id in position],
-                         dtype=int).reshape(-1, 2)
-        same = np.concatenate([np.all(X[block[:, 0]] == self.rows[block[:, 1]], axis=1)
-                               & (weights[block[:, 0]] == self.weights[block[:, 1]])
-                               for block in np.array_split(pairs, max(1, len(pairs) // self.BLOCK))])
-        added = np.setdiff1d(np.arange(len(X)), pairs[same, 0])
-        removed = np.setdiff1d(np.arange(len(self.rows)), pairs[same, 1])
+        _, _, added, removed = matched_rows(self.rows, self.ids, self.weights, X, ids, weights)
         if len(added) + len(removed) > self.MAX_CHANGED * len(X):
             return False
         # The gram is symmetric, so its transpose (Fortran order, as BLAS needs to write in
         # place: a C-order ``c`` would be copied and the update lost) is the same matrix.
+        self.apply(X, ids, weights, added, removed)
+        return True
+
+    def apply(self, X: np.ndarray, ids: list[Hashable], weights: np.ndarray, added: np.ndarray,
+              removed: np.ndarray) -> None:
+        """Replace the rows by ``X``, given which of them are new (``added``, positions in ``X``)
+        and which old ones are gone (``removed``, positions in the current rows)."""
         for rows, w, sign in ((X[added], weights[added], 1.0), (self.rows[removed], self.weights[removed], -1.0)):
             if len(rows):
                 delta = (rows - self.center) * np.sqrt(w)[:, None]
                 blas.dgemm(sign, delta, delta, trans_a=True, beta=1.0, c=self.gram.T, overwrite_c=True)
-        self.ids, self.rows, self.weights = list(ids), X, weights
-        return True
+                if self._kept is not None:
+                    self._kept.changes.append((delta, sign))
+        self.ids, self.rows, self.weights = list(ids), X, np.asarray(weights, dtype=float)
 
     def solve(self, mean: np.ndarray, scale: np.ndarray, rhs: np.ndarray, alpha: float) -> np.ndarray:
         """``(Xs^T W Xs + alpha I)^-1 rhs`` for ``Xs = (X - mean) / scale`` by Cholesky, ``mean``
@@ -137,6 +161,17 @@ class NormalMatrix:
             product = (self.gram @ v - n * shift * (shift @ v)) / scale
             return float(np.linalg.norm(product + alpha * w - rhs))
 
+        tolerance = 1e-3 * np.linalg.norm(rhs)
+        kept = self._kept
+        if kept is not None and kept.alpha == alpha and np.array_equal(kept.scale, scale) and \
+                sum(len(delta) for delta, _ in kept.changes) <= self.MAX_LOW_RANK:
+            try:
+                solution = kept.corrected(rhs, scale, n, shift)
+            except np.linalg.LinAlgError:
+                solution = None
+            if solution is not None and residual(solution) <= tolerance:
+                return solution
+        self._kept = None
         for factor in (lambda: standardised(self._factor), lambda: standardised(np.empty_like(self.gram))):
             matrix = factor()
             try:  # the transpose is the same symmetric matrix in the Fortran order LAPACK overwrites
@@ -144,6 +179,32 @@ class NormalMatrix:
             except np.linalg.LinAlgError:
                 continue
             solution = linalg.cho_solve(cholesky, rhs.astype(matrix.dtype), check_finite=False).astype(float)
-            if residual(solution) <= 1e-3 * np.linalg.norm(rhs):
+            if residual(solution) <= tolerance:
+                self._kept = _KeptFactor(cholesky, alpha, scale.copy(), n, shift.copy())
                 return solution
         raise ConfigError(f"ridge penalty {alpha:g} is too small to solve for these features")
+
+
+class _KeptFactor:
+    """The Cholesky factor of ``D^-1 (G - n s s^T) D^-1 + alpha I`` as a solve left it (``G`` the
+    normal matrix then, ``s`` the shift of the rows' mean from its centre, ``D`` the scale), and
+    the rows added (+) or removed (-) from ``G`` since, as ``(x - centre) sqrt(w)``."""
+
+    def __init__(self, cholesky: tuple[np.ndarray, bool], alpha: float, scale: np.ndarray, n: float,
+                 shift: np.ndarray) -> None:
+        self.cholesky, self.alpha, self.scale, self.n, self.shift = cholesky, alpha, scale, n, shift
+        self.changes: list[tuple[np.ndarray, float]] = []
+
+    def corrected(self, rhs: np.ndarray, scale: np.ndarray, n: float, shift: np.ndarray) -> np.ndarray:
+        """``M^-1 rhs`` for today's matrix ``M = M0 + V S V^T`` (Woodbury), ``M0`` the factored one:
+        ``V`` holds the changed rows and both mean shifts, all divided by the scale."""
+        columns = [delta for delta, _ in self.changes] + [self.shift[None, :], shift[None, :]]
+        signs = [np.full(len(delta), sign) for delta, sign in self.changes] + [np.array([self.n]), np.array([-n])]
+        V = (np.vstack(columns) / scale).T  # d x k
+        S = np.concatenate(signs)
+        dtype = self.cholesky[0].dtype
+        solved = linalg.cho_solve(self.cholesky, np.column_stack([rhs, V]).astype(dtype),
+                                  check_finite=False).astype(float)
+        z, Y = solved[:, 0], solved[:, 1:]  # M0^-1 rhs, M0^-1 V
+        capacitance = np.diag(1.0 / S) + V.T @ Y
+        return z - Y @ np.linalg.solve(capacitance, V.T @ z)

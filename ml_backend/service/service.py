@@ -28,8 +28,9 @@ from ..config import Config
 from ..errors import ConfigError, ImageReadError, LabelStudioError, RequestError, TaskImageError
 from ..evaluation.learning_curve import held_out_quality
 from ..features.extractor import FeatureExtractor
+from ..features.rows import GrowingRows
 from ..labelstudio import rate_next
-from ..labelstudio.aggregation import RatingStats, aggregate_ratings
+from ..labelstudio.aggregation import RatingStats, TaskReader, aggregate_ratings
 from ..labelstudio.client import LabelStudioClient
 from ..labelstudio.label_config import ScoreTag, parse_label_config
 from ..labelstudio.task_images import resolve_task_image
@@ -58,6 +59,20 @@ class TaskFeatures:
     ok: list[int]  # index (in the request) of each row
     paths: list[Path]  # image file of each row
     errors: dict[int, str]  # index -> why its image could not be used
+
+
+@dataclass
+class LabelledRows:
+    """The labelled images' features as the last retrain read them, in label order: the labels
+    tried (``ids``, with their image references), the rows that could be read (``rows``, of the
+    tasks ``row_ids``, files ``paths``), and the full export they came from (``synced``)."""
+
+    synced: float
+    ids: list[str]
+    references: list[str]
+    rows: GrowingRows
+    row_ids: list[str]
+    paths: list[Path]
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,8 @@ class MOSService:
         self._changed: dict[int, set[int]] = {}
         self._stale: set[int] = set()
         self._last_annotation: dict[int, float] = {}  # project -> monotonic time of its last annotation webhook
+        self._labelled: dict[int, LabelledRows] = {}  # project -> its labels' features (the trainer's own)
+        self._readers: dict[int, TaskReader] = {}  # project -> its tasks' votes as last read (the trainer's own)
         self.trainer = TrainingQueue(self.train)
         # Storing a model's predictions in Label Studio takes seconds of its API; it runs in its
         # own thread, for the newest model of the project, so the next rating's retrain never
@@ -200,21 +217,46 @@ class MOSService:
     def _fit(self, state: ProjectState, labels: dict[str, dict[str, Any]],
              previous: Predictor | None = None) -> Predictor | None:
         """A predictor fitted on ``labels``; ``previous`` is the project's current one, whose
-        normal matrix the new fit takes over (see ``RidgePredictor``)."""
-        task_ids = list(labels)
-        found = self._features([labels[t]["image"] for t in task_ids])
-        for index, message in found.errors.items():
-            log.warning("project %s: labelled task %s skipped: %s", state.project_id, task_ids[index], message)
-        if not found.ok:
+        warm state the new fit takes over (see ``RidgePredictor``)."""
+        rows = self._labelled_rows(state.project_id, labels)
+        if not rows.row_ids:
             return None
-        targets = np.array([labels[task_ids[i]]["mos"] for i in found.ok], dtype=np.float64)
-        weights = self._weights(state, [labels[task_ids[i]] for i in found.ok], found.matrix, targets)
+        targets = np.array([labels[t]["mos"] for t in rows.row_ids], dtype=np.float64)
+        weights = self._weights(state, [labels[t] for t in rows.row_ids], rows.rows.array, targets)
         predictor = PREDICTORS.create(state.predictor, state.predictor_params)
-        predictor.fit(found.matrix, targets, images=found.paths, row_ids=[task_ids[i] for i in found.ok],
-                      normal_matrix=previous.normal_matrix_ if previous is not None else None,
+        predictor.fit(rows.rows.array, targets, images=rows.paths, row_ids=rows.row_ids,
+                      warm_state=previous.warm_state_ if previous is not None else None,
                       sample_weight=weights)
         self._quality[state.project_id] = held_out_quality(predictor, targets)
         return predictor
+
+    def _labelled_rows(self, project_id: int, labels: dict[str, dict[str, Any]]) -> LabelledRows:
+        """The features of the labelled images, in label order. Labels that the previous retrain
+        read, in the same order and with the same image references, keep their rows (an image
+        file replaced in place is read again at the next full export); only the rest are looked
+        up and appended. Unreadable images are skipped and logged once."""
+        ids = list(labels)
+        references = [labels[t]["image"] for t in ids]
+        with self._cache_lock:
+            cached = self._task_cache.get(project_id)
+        synced = cached[2] if cached is not None else 0.0
+        old = self._labelled.get(project_id)
+        start = len(old.ids) if old is not None else 0
+        if (old is None or not old.row_ids or old.synced != synced or old.ids != ids[:start]
+                or old.references != references[:start]):
+            old, start = None, 0
+        found = self._features(references[start:])
+        for index, message in found.errors.items():
+            log.warning("project %s: labelled task %s skipped: %s", project_id, ids[start + index], message)
+        new_ids = [ids[start + i] for i in found.ok]
+        if old is None:
+            matrix = found.matrix if found.ok else np.empty((0, 0), dtype=np.float32)
+            rows = LabelledRows(synced, ids, references, GrowingRows(matrix), new_ids, found.paths)
+        else:
+            grown = old.rows.appended(found.matrix) if found.ok else old.rows
+            rows = LabelledRows(synced, ids, references, grown, old.row_ids + new_ids, old.paths + found.paths)
+        self._labelled[project_id] = rows
+        return rows
 
     def _weights(self, state: ProjectState, labels: list[dict[str, Any]], X: np.ndarray,
                  targets: np.ndarray) -> np.ndarray | None:
@@ -408,10 +450,13 @@ class MOSService:
         tasks, label_config = self._project_tasks(client, project_id, incremental=force)
         tag = parse_label_config(label_config)
         fetched = time.perf_counter()
-        stats = aggregate_ratings(tasks, tag, self.config.screening)  # the MOS the export writes
+        reader = self._readers.get(project_id)
+        if reader is None or reader.tag != tag:
+            reader = self._readers[project_id] = TaskReader(tag)
+        stats = aggregate_ratings(tasks, tag, self.config.screening, reader=reader)  # the MOS the export writes
         by_id = {task["id"]: task for task in tasks}
         variance = _mos_variances(stats)
-        labels = {
+        fresh = {
             str(task_id): {
                 "image": _reference(by_id[task_id], tag.data_key),
                 "mos": s.mean,
@@ -423,6 +468,10 @@ class MOSService:
         current_model = self.model(project_id)
         assert current_model is not None
         current = current_model.state
+        # the labels the model knows in the order it learnt them, new ones at the end: the next fit
+        # then only appends rows (see ``_labelled_rows``)
+        labels = {t: fresh[t] for t in current.labels if t in fresh}
+        labels.update(fresh)
         if not force and labels == current.labels and label_config == current.label_config:
             log.info("project %s: up to date with Label Studio (%d labels)", project_id, len(labels))
             return current

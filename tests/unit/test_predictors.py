@@ -196,22 +196,24 @@ def test_knn_matches_scikit_learns_neighbours_regressor(weights: str) -> None:
         np.testing.assert_allclose(model.predict(X[:3]), y[:3])
 
 
-def test_ridge_updates_the_previous_fits_normal_matrix_exactly() -> None:
-    """A retrain moves the previous fit's d x d normal matrix and updates it with the rows that
-    changed; the result must equal a fit from scratch."""
+def test_a_full_refit_updates_the_previous_fits_normal_matrix_exactly(monkeypatch) -> None:
+    """A full refit (here every one: no change is few enough for a warm fit) takes over the
+    previous fit's d x d normal matrix and updates it with the rows that changed; the result must
+    equal a fit from scratch."""
+    monkeypatch.setattr("ml_backend.prediction.ridge.REFRESH_FRACTION", 0.0)
     X, y = linear_data(300, d=40)
     ids = [f"task-{i}" for i in range(300)]
     previous = RidgePredictor(max_exact=50).fit(X[:-1], y[:-1], row_ids=ids[:-1])
-    lent = previous.normal_matrix_
+    lent = previous.warm_state_.normal
     before = previous.predict(X[:20])
     # One new row, one row gone, one id whose features changed, labels changed, rows reordered.
     X2 = np.concatenate([X[1:], X[:1]])
     ids2 = ids[1:] + ["task-0"]
     X2[5] += 0.5
     y2 = np.concatenate([y[1:], y[:1]]) + 1.0
-    model = RidgePredictor(max_exact=50).fit(X2, y2, row_ids=ids2, normal_matrix=lent)
+    model = RidgePredictor(max_exact=50).fit(X2, y2, row_ids=ids2, warm_state=previous.warm_state_)
     scratch = RidgePredictor(max_exact=50).fit(X2, y2)
-    assert model.normal_matrix_ is lent  # taken over and updated in place, not copied
+    assert model.warm_state_.normal is lent  # taken over and updated in place, not copied
     np.testing.assert_array_equal(previous.predict(X[:20]), before)  # the old model still serves
     # float32 Cholesky on both sides: equal to ~1e-5; a row missed or counted twice moves them ~1e-2.
     np.testing.assert_allclose(model.coef_, scratch.coef_, rtol=1e-4, atol=1e-5)
@@ -219,12 +221,53 @@ def test_ridge_updates_the_previous_fits_normal_matrix_exactly() -> None:
     np.testing.assert_allclose(model.coef_, sklearn_ridge(X2, y2, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
 
 
-def test_ridge_rebuilds_the_normal_matrix_when_most_rows_changed() -> None:
+def frozen_ridge(full: RidgePredictor, X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> Ridge:
+    """scikit-learn's ridge in ``full``'s standardisation and penalty: what a warm fit must equal."""
+    return Ridge(alpha=full.alpha_).fit(full.scaler_.transform(X).astype(float), y, sample_weight=w)
+
+
+def test_a_warm_fit_is_the_exact_ridge_in_the_last_full_fits_standardisation_and_penalty(monkeypatch) -> None:
+    """One label at a time, changed features and labels, a label removed: each warm fit equals
+    scikit-learn's ridge for the kept standardisation and penalty, and so does its confidence
+    index, without factorizing again; past REFRESH_FRACTION of changed rows a full fit chooses
+    both again."""
+    from scipy import linalg
+
+    from ml_backend.prediction.ridge import REFRESH_FRACTION
+
+    X, y = linear_data(700, d=40, seed=5)
+    ids = list(range(700))
+    n0 = 600
+    full = RidgePredictor(max_exact=50).fit(X[:n0], y[:n0], row_ids=ids[:n0])
+    factorizations = []
+    factor = linalg.cho_factor
+    monkeypatch.setattr(linalg, "cho_factor", lambda *a, **k: factorizations.append(1) or factor(*a, **k))
+    model = full
+    for n in range(n0 + 1, n0 + 20):
+        Xn, yn = X[:n].copy(), y[:n].copy()
+        if n % 5 == 0:
+            Xn[3] += 0.25  # an image replaced
+            yn[7] += 10.0  # a label corrected
+        keep = [i for i in range(n) if i != 11] if n > n0 + 10 else list(range(n))
+        model = RidgePredictor(max_exact=50).fit(Xn[keep], yn[keep], row_ids=[ids[i] for i in keep],
+                                                 warm_state=model.warm_state_)
+        assert model.scaler_ is full.scaler_ and model.alpha_ == full.alpha_
+        reference = frozen_ridge(full, Xn[keep], yn[keep])
+        np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(model.predict(X), reference.predict(full.scaler_.transform(X)), atol=1e-3)
+        np.testing.assert_allclose(model.neighbours_.Xs_, full.scaler_.transform(Xn[keep]), atol=1e-5)
+    assert model.warm_state_.changed < REFRESH_FRACTION * 620 and factorizations == []
+    more = RidgePredictor(max_exact=50).fit(X, y, row_ids=ids, warm_state=model.warm_state_)  # 81 new rows
+    assert more.scaler_ is not full.scaler_ and more.warm_state_.changed == 0
+    np.testing.assert_allclose(more.coef_, sklearn_ridge(X, y, more.alpha_).coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_ridge_rebuilds_the_warm_state_when_most_rows_changed() -> None:
     X, y = linear_data(300, d=40)
     previous = RidgePredictor(max_exact=50).fit(X, y)
     X2, y2 = linear_data(300, d=40, seed=3)  # same ids (positions), new content
-    model = RidgePredictor(max_exact=50).fit(X2, y2, normal_matrix=previous.normal_matrix_)
-    assert model.normal_matrix_ is not None
+    model = RidgePredictor(max_exact=50).fit(X2, y2, warm_state=previous.warm_state_)
+    assert model.warm_state_ is not None
     np.testing.assert_allclose(model.coef_, sklearn_ridge(X2, y2, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="300 feature rows but 2 row_ids"):
         RidgePredictor().fit(X2, y2, row_ids=["a", "b"])
@@ -334,7 +377,8 @@ def test_a_changed_weight_updates_the_normal_matrix_like_a_changed_row() -> None
     w2 = w.copy()
     w2[[3, 17]] = 2.5  # two images got more raters
     model = RidgePredictor(prior="none", max_exact=50).fit(X, y, sample_weight=w2,
-                                                           normal_matrix=previous.normal_matrix_)
-    scratch = RidgePredictor(prior="none", max_exact=50).fit(X, y, sample_weight=w2)
-    assert model.normal_matrix_ is previous.normal_matrix_
-    np.testing.assert_allclose(model.coef_, scratch.coef_, rtol=1e-4, atol=1e-5)
+                                                           warm_state=previous.warm_state_)
+    assert model.warm_state_.normal is previous.warm_state_.normal and model.warm_state_.changed == 2
+    reference = frozen_ridge(previous, X, y, w2)
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.predict(X), reference.predict(previous.scaler_.transform(X)), atol=1e-3)

@@ -41,7 +41,7 @@ class SimilarityPredictor(RegressorMixin, BaseEstimator):
     ``lpips_weights``: backbone state dict file; empty = torchvision's download.
     """
 
-    normal_matrix_ = None
+    warm_state_ = None
 
     def __init__(
         self,
@@ -82,7 +82,7 @@ class SimilarityPredictor(RegressorMixin, BaseEstimator):
         return self
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
-            row_ids: Sequence[Hashable] | None = None, normal_matrix: Any = None,
+            row_ids: Sequence[Hashable] | None = None, warm_state: Any = None,
             sample_weight: np.ndarray | None = None) -> SimilarityPredictor:
         """``images`` are the files of the rows (required: this predictor compares pixels)."""
         self.check_params()

@@ -1,0 +1,49 @@
+"""Row matrices that grow at the end without copying, shared by a model that serves and the next fit.
+
+A retrain after one more label needs the labels' feature matrix with one more row. Copying
+thousands of rows into a fresh array costs more than the fit itself (page faults of new memory:
+docs/performance.md), so the rows live in a buffer with spare capacity: ``appended`` writes the
+new rows past the end and returns a longer view, while views handed out before keep seeing
+exactly their rows. Only the longest view may append; from any other a copy is made.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Spare capacity of a new buffer, as a fraction of its rows.
+GROWTH = 0.25
+
+
+class _Buffer:
+    def __init__(self, data: np.ndarray, filled: int) -> None:
+        self.data, self.filled = data, filled
+
+
+class GrowingRows:
+    """The first ``len(self)`` rows of a shared buffer (``array`` is that view)."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows)
+        data = np.empty((len(rows) + max(16, int(GROWTH * len(rows))), *rows.shape[1:]), dtype=rows.dtype)
+        data[: len(rows)] = rows
+        self._buffer, self._length = _Buffer(data, len(rows)), len(rows)
+
+    @property
+    def array(self) -> np.ndarray:
+        return self._buffer.data[: self._length]
+
+    def __len__(self) -> int:
+        return self._length
+
+    def appended(self, rows: np.ndarray) -> GrowingRows:
+        """These rows followed by ``rows``; in place when this is the buffer's longest view and
+        there is room, else in a new buffer."""
+        rows = np.asarray(rows, dtype=self._buffer.data.dtype)
+        end = self._length + len(rows)
+        if self._buffer.filled != self._length or end > len(self._buffer.data):
+            return GrowingRows(np.concatenate([self.array, rows]))
+        self._buffer.data[self._length : end] = rows
+        self._buffer.filled = end
+        grown = object.__new__(GrowingRows)
+        grown._buffer, grown._length = self._buffer, end
+        return grown
