@@ -88,6 +88,12 @@ class Config:
         "on: after every retrain the backend stores its predictions for all unrated tasks in Label "
         "Studio and makes that model version the project's (Data Manager columns, sorting, the "
         "stream); off: Label Studio asks /predict task by task.")
+    publish_pause: float = setting(
+        3.0, "MOS_PUBLISH_PAUSE",
+        "After storing a model's predictions in Label Studio, the project's next store waits this many "
+        "times as long as that one took (newer models merge meanwhile): on big projects Label "
+        "Studio's prediction import takes seconds of its CPU, which the raters' own requests need. "
+        "0: store after every retrain.")
     webhook_wait: float = setting(
         0.9, "MOS_WEBHOOK_WAIT",
         "Seconds a webhook waits for the retrain it queued (Label Studio waits 1 s for it inside the "
@@ -134,6 +140,8 @@ class Config:
         object.__setattr__(self, "label_studio_url", self.label_studio_url.rstrip("/"))
         object.__setattr__(self, "backend_url", self.backend_url.rstrip("/"))
         object.__setattr__(self, "log_level", self.log_level.upper())
+        if not self.publish_pause >= 0:
+            raise ConfigError(f"MOS_PUBLISH_PAUSE must be a number >= 0, got {self.publish_pause!r}")
         for name, value in (("MOS_PUBLISH", self.publish), ("MOS_CERTAINTY_WEIGHTS", self.certainty_weights)):
             if value not in ("on", "off"):
                 raise ConfigError(f"{name} must be on or off, got {value!r}")

@@ -46,9 +46,17 @@ def export_only_label_studio(tasks: list[dict[str, Any]], label_config: str | No
             ExportOnlyLabelStudio.predictions = [p for p in ExportOnlyLabelStudio.predictions
                                                  if p["model_version"] != version]
 
+        # The project's webhooks: ``.webhooks_list`` (none unless a test adds them).
+        def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+            return ExportOnlyLabelStudio.webhooks_list
+
+        def set_webhook_headers(self, webhook_id: int, headers: dict[str, str]) -> None:
+            next(h for h in ExportOnlyLabelStudio.webhooks_list if h["id"] == webhook_id)["headers"] = headers
+
     ExportOnlyLabelStudio.tasks = tasks  # type: ignore[attr-defined]
     ExportOnlyLabelStudio.predictions = []  # type: ignore[attr-defined]
     ExportOnlyLabelStudio.model_version = ""  # type: ignore[attr-defined]
+    ExportOnlyLabelStudio.webhooks_list = []  # type: ignore[attr-defined]
     return ExportOnlyLabelStudio
 
 

@@ -22,8 +22,11 @@ T = TypeVar("T")
 ML_BACKEND_TITLE = "MOS Annotator"
 #: Retrieve-predictions requests are synchronous with a 100 s budget on the LS side: keep them small.
 PREDICTION_BATCH = 200
-#: Predictions per import request (Label Studio writes them to its database 500 at a time).
-IMPORT_BATCH = 500
+#: Predictions per import request: Label Studio's import costs seconds per request on a big project
+#: and about a millisecond per prediction (docs/performance.md), so few large requests.
+IMPORT_BATCH = 10_000
+#: Up to this many predictions are stored one request each (see ``import_predictions``).
+SINGLE_PREDICTIONS = 20
 
 
 def _detail(exc: ApiError) -> str:
@@ -202,7 +205,13 @@ class LabelStudioClient:
 
     @_translate("import predictions")
     def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
-        """Store ``{task, result, score, model_version}`` predictions, ``IMPORT_BATCH`` per request."""
+        """Store ``{task, result, score, model_version}`` predictions, ``IMPORT_BATCH`` per request;
+        up to ``SINGLE_PREDICTIONS`` one request each: Label Studio's import costs seconds on a big
+        project however few it holds, a single prediction a tenth of one (docs/performance.md)."""
+        if len(predictions) <= SINGLE_PREDICTIONS:
+            for item in predictions:
+                self._raw("POST", "api/predictions/", "store a prediction", item)
+            return len(predictions)
         created = 0
         for start in range(0, len(predictions), IMPORT_BATCH):
             response = self.sdk.projects.import_predictions(id=project_id,
@@ -244,6 +253,14 @@ class LabelStudioClient:
             data["hiddenColumns"] = {"explore": hidden, "labeling": hidden}
         return int(self._raw("POST", "api/dm/views/", "create a Data Manager tab",
                              {"project": project_id, "data": data})["id"])
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's webhooks (id, url, headers, ...)."""
+        return list(self._raw("GET", "api/webhooks/", "list the project's webhooks", params={"project": project_id})
+                    or [])
+
+    def set_webhook_headers(self, webhook_id: int, headers: dict[str, str]) -> None:
+        self._raw("PATCH", f"api/webhooks/{webhook_id}/", "set a webhook's headers", {"headers": headers})
 
     def model_versions(self, project_id: int) -> dict[str, int]:
         """Model versions with predictions in the project, and how many each has."""

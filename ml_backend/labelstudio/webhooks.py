@@ -26,6 +26,8 @@ KNOWN_IGNORED_ACTIONS = frozenset(
 )
 
 
+#: The header Label Studio sends with a webhook the backend signed (``service.webhook_auth``).
+WEBHOOK_HEADER = "X-MOS-Webhook-Token"
 #: Events about one task's annotations: the retrain can fetch that task alone.
 TASK_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED"})
 #: Events after which the project's task list or label config must be read again.
@@ -41,6 +43,8 @@ class WebhookEvent:
     #: PROJECT_UPDATED: the project's label config as the webhook states it (unverified; lets
     #: the backend tell its own updates, e.g. the model version, from a config change).
     label_config: str | None = None
+    #: TASK_ACTIONS: the annotation as the webhook states it (unverified), when it names this task.
+    annotation: dict[str, Any] | None = None
 
     @property
     def triggers_training(self) -> bool:
@@ -88,5 +92,9 @@ def parse_webhook(payload: Any) -> WebhookEvent:
     task_id = parse_project_id(task) if action in TASK_ACTIONS and isinstance(task, dict) else None
     project = payload.get("project")
     label_config = project.get("label_config") if action == "PROJECT_UPDATED" and isinstance(project, dict) else None
+    annotation = payload.get("annotation")
+    if not (task_id is not None and isinstance(annotation, dict) and isinstance(annotation.get("id"), int)
+            and parse_project_id(annotation.get("task", task_id)) == task_id):
+        annotation = None
     return WebhookEvent(action=action, project_id=project_id, task_id=task_id,
-                        label_config=label_config if isinstance(label_config, str) else None)
+                        label_config=label_config if isinstance(label_config, str) else None, annotation=annotation)

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..config import Config
 from ..errors import RequestError, UserError
+from ..labelstudio.webhooks import WEBHOOK_HEADER
 from .service import MOSService
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def create_app(config: Config | None = None, service: MOSService | None = None) 
 
     @app.post("/setup")
     def setup() -> tuple[Response, int]:
-        return handle(service.setup)
+        return handle(lambda body: service.setup(body, host=request.host))
 
     @app.post("/predict")
     def predict() -> tuple[Response, int]:
@@ -95,7 +96,7 @@ def create_app(config: Config | None = None, service: MOSService | None = None) 
 
     @app.post("/webhook")
     def webhook() -> tuple[Response, int]:
-        return handle(service.webhook)
+        return handle(lambda body: service.webhook(body, token=request.headers.get(WEBHOOK_HEADER)))
 
     @app.get("/status")
     def status() -> Response:

@@ -43,6 +43,7 @@ from ..ratings.weights import label_weights, pooled_variance
 from .protocol import empty_prediction, parse_predict, parse_setup, prediction
 from .state import UNTRAINED, ProjectState, StateStore
 from .trainer import TrainingQueue
+from .webhook_auth import WebhookSigner
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ SUBMIT_ECHO_S = 5.0
 #: Labels of the plain fit that estimates the model's own error for the weights (multi-rater
 #: projects only): the exact leave-one-out path, bounded in cost.
 WEIGHT_SAMPLE = 1000
+#: Hosts remembered per project for signing its webhooks (a /setup's Host header is the client's to
+#: choose: bounded).
+MAX_HOSTS = 8
 
 
 class MOSService:
@@ -120,16 +124,22 @@ class MOSService:
         self._cache_lock = threading.Lock()
         #: project -> (tasks by id, label config, monotonic time of the last full export)
         self._task_cache: dict[int, tuple[dict[int, dict[str, Any]], str, float]] = {}
-        self._changed: dict[int, set[int]] = {}
+        #: project -> task id -> the annotations a signed webhook brought (applied as they are),
+        #: or None (the task is fetched)
+        self._changed: dict[int, dict[int, list[dict[str, Any]] | None]] = {}
         self._stale: set[int] = set()
         self._last_annotation: dict[int, float] = {}  # project -> monotonic time of its last annotation webhook
         self._labelled: dict[int, LabelledRows] = {}  # project -> its labels' features (the trainer's own)
         self._readers: dict[int, TaskReader] = {}  # project -> its tasks' votes as last read (the trainer's own)
+        self.signer = WebhookSigner(config.state_dir)
+        self._hosts: dict[int, set[str]] = {}  # project -> host:port its /setup requests were sent to
+        self._signed: set[int] = set()  # projects whose webhooks were signed for all of their hosts
+        self._last_read: dict[int, str] = {}  # project -> how its last retrain read Label Studio (for the log)
         self.trainer = TrainingQueue(self.train)
         # Storing a model's predictions in Label Studio takes seconds of its API; it runs in its
         # own thread, for the newest model of the project, so the next rating's retrain never
         # waits for it (repeated requests merge: a version already replaced is not stored).
-        self.publisher = TrainingQueue(self._publish_current, name="mos-publisher")
+        self.publisher = TrainingQueue(self._publish_current, name="mos-publisher", pause=config.publish_pause)
 
     def start(self) -> None:
         """Start training, and catch up every saved project with Label Studio (annotations made
@@ -317,12 +327,20 @@ class MOSService:
         self.trainer.request(project_id, force=False)
 
     # --- protocol --------------------------------------------------------------------------
-    def setup(self, payload: Any) -> dict[str, Any]:
+    def setup(self, payload: Any, host: str = "") -> dict[str, Any]:
+        """``host``: the host:port the request was sent to, how Label Studio reaches this backend
+        (the webhooks to sign are those pointing there)."""
         request = parse_setup(payload)
         wanted = self._predictor_settings(request.extra_params)
         model = self.model(request.project_id)
         assert model is not None
         self._connect(model, request.hostname, request.access_token)
+        if host:
+            with self._cache_lock:
+                hosts = self._hosts.setdefault(request.project_id, set())
+                if host not in hosts and len(hosts) < MAX_HOSTS:
+                    hosts.add(host)
+                    self._signed.discard(request.project_id)
         self._apply_predictor(model, *wanted)
         self._catch_up(request.project_id)
         return {"model_version": model.state.model_version}
@@ -365,15 +383,23 @@ class MOSService:
                 results[index] = prediction(request.tag, float(values[row]), float(confidence[row]), version)
         return {"results": results, "model_version": version}
 
-    def webhook(self, payload: Any) -> dict[str, Any]:
+    def webhook(self, payload: Any, token: str | None = None) -> dict[str, Any]:
         """Queue a retrain and wait for it up to ``MOS_WEBHOOK_WAIT`` seconds: Label Studio sends
         the webhook inside the rater's submit, so when the retrain (and the stored predictions)
-        finish within it, the next image already shows the model that knows this rating."""
+        finish within it, the next image already shows the model that knows this rating.
+        ``token``: the request's ``WEBHOOK_HEADER``; with this project's, the annotation in the
+        payload is applied as it is (``webhook_auth``), else its task is fetched."""
         event = parse_webhook(payload)
         if event.project_id is not None and self._known(event.project_id):
             with self._cache_lock:
                 if event.task_id is not None:
-                    self._changed.setdefault(event.project_id, set()).add(event.task_id)
+                    changed = self._changed.setdefault(event.project_id, {})
+                    pushed = changed.get(event.task_id, [])
+                    if (event.annotation is not None and pushed is not None
+                            and self.signer.verifies(event.project_id, token)):
+                        changed[event.task_id] = [*pushed, event.annotation]
+                    else:
+                        changed[event.task_id] = None
                     self._last_annotation[event.project_id] = time.monotonic()
                 elif event.action in REFRESH_ACTIONS and not self._same_config(event):
                     self._stale.add(event.project_id)
@@ -395,7 +421,10 @@ class MOSService:
         queued = self.trainer.request(event.project_id)
         log.info("webhook %s: retrain of project %s %s", event.action, event.project_id,
                  "queued" if queued else "already queued")
-        done = self.config.webhook_wait > 0 and self.wait_idle(self.config.webhook_wait)
+        # the retrain, and the storing of its predictions unless MOS_PUBLISH_PAUSE holds that back
+        deadline = time.monotonic() + self.config.webhook_wait
+        done = self.config.webhook_wait > 0 and self.trainer.wait_idle(self.config.webhook_wait) and \
+            self.publisher.wait_idle(max(0.0, deadline - time.monotonic()), due_only=True)
         return {"status": "trained" if done else "queued", "action": event.action, "project": event.project_id}
 
     def wait_idle(self, timeout: float) -> bool:
@@ -448,6 +477,7 @@ class MOSService:
         self._caught_up.add(project_id)  # this retrain is the catch-up
         client = self.client(project_id)
         tasks, label_config = self._project_tasks(client, project_id, incremental=force)
+        self._sign(client, project_id)
         tag = parse_label_config(label_config)
         fetched = time.perf_counter()
         reader = self._readers.get(project_id)
@@ -493,11 +523,12 @@ class MOSService:
             self._models[project_id] = ProjectModel(state, predictor)
         quality = self._quality.get(project_id) if predictor is not None else None
         log.info(
-            "project %s: retrained on %d labels in %.0f ms (fetch %.0f ms), model version %s%s",
+            "project %s: retrained on %d labels in %.0f ms (fetch %.0f ms: %s), model version %s%s",
             project_id,
             len(labels),
             state.train_ms,
             (fetched - started) * 1000,
+            self._last_read.get(project_id, ""),
             state.model_version,
             f"; each rating predicted without it: SRCC {quality['srcc']:.3f}, RMSE {quality['rmse']:.2f} "
             f"(n={quality['n']})" if quality else "",
@@ -537,16 +568,22 @@ class MOSService:
         export again once the copy is ``MOS_RESYNC_S`` old, for what no webhook said. A task id
         from a webhook counts only if Label Studio says the task is in this project."""
         with self._cache_lock:
-            changed = self._changed.pop(project_id, set())
+            changed = self._changed.pop(project_id, {})
             stale = project_id in self._stale
             self._stale.discard(project_id)
             cached = self._task_cache.get(project_id)
         try:
             fresh = cached is not None and (self.config.resync_s <= 0
                                             or time.monotonic() - cached[2] < self.config.resync_s)
-            if incremental and cached is not None and fresh and changed and not stale and changed <= cached[0].keys():
+            if (incremental and cached is not None and fresh and changed and not stale
+                    and changed.keys() <= cached[0].keys()):
                 by_id, label_config, synced = dict(cached[0]), cached[1], cached[2]
-                for task_id in sorted(changed):
+                signed = sum(pushed is not None for pushed in changed.values())
+                self._last_read[project_id] = f"{signed} from signed webhooks, {len(changed) - signed} fetched"
+                for task_id, pushed in sorted(changed.items()):
+                    if pushed is not None:  # from a signed webhook: Label Studio's own word
+                        by_id[task_id] = _with_annotations(by_id[task_id], pushed)
+                        continue
                     task = client.task(task_id)
                     if task.get("project") != project_id or task.get("id") != task_id:
                         log.warning("project %s: webhook named task %s of another project: ignored", project_id,
@@ -557,6 +594,7 @@ class MOSService:
                 synced = time.monotonic()
                 label_config = client.get_label_config(project_id)
                 by_id = {task["id"]: task for task in client.export_tasks(project_id)}
+                self._last_read[project_id] = f"full export of {len(by_id)} tasks"
         except Exception:
             with self._cache_lock:
                 self._stale.add(project_id)  # the retry reads everything again
@@ -564,6 +602,17 @@ class MOSService:
         with self._cache_lock:
             self._task_cache[project_id] = (by_id, label_config, synced)
         return list(by_id.values()), label_config
+
+    def _sign(self, client: LabelStudioClient, project_id: int) -> None:
+        """Sign the project's webhooks to this backend (``webhook_auth``), once per new host."""
+        with self._cache_lock:
+            hosts = set(self._hosts.get(project_id, ()))
+            if not hosts or project_id in self._signed:
+                return
+            self._signed.add(project_id)
+        if self.signer.sign(client, project_id, hosts):
+            log.info("project %s: its webhooks to this backend now carry their token: ratings are applied "
+                     "from them without fetching the task", project_id)
 
     def _publish(self, client: LabelStudioClient, tasks: list[dict[str, Any]], tag: ScoreTag, state: ProjectState,
                  predictor: Predictor) -> None:
@@ -599,6 +648,14 @@ class MOSService:
                                        "unreadable": len(found.errors)}
         log.info("project %s: stored %d predictions of %s in Label Studio in %d ms (%d older versions deleted)",
                  project_id, len(stored), version, elapsed, len(old))
+
+
+def _with_annotations(task: dict[str, Any], annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """``task`` with each of ``annotations`` replacing the one with its id, or added."""
+    merged = {a.get("id"): a for a in task.get("annotations") or []}
+    for annotation in annotations:
+        merged[annotation["id"]] = annotation
+    return {**task, "annotations": list(merged.values())}
 
 
 def _mos_variances(stats: dict[int, RatingStats]) -> dict[int, float]:

@@ -4,7 +4,9 @@ Requests for a project that is already waiting are merged, and a request that ar
 project trains queues one more run, so the newest annotation is always included without retraining
 once per click. The queue holds at most ``max_pending`` projects, so no flood of requests can
 grow it. A failed retrain is retried with exponential backoff; its error stays visible in
-``failures()`` until a retrain of that project succeeds.
+``failures()`` until a retrain of that project succeeds. With ``pause``, a project's next run
+starts no sooner than ``pause`` times the duration of its last one after it ended (for work that
+loads another server: the requests meanwhile merge into one run).
 """
 from __future__ import annotations
 
@@ -34,11 +36,14 @@ class TrainingQueue:
     find nothing new."""
 
     def __init__(self, train: Callable[[int, bool], object], max_pending: int = 256,
-                 name: str = "mos-trainer") -> None:
+                 name: str = "mos-trainer", pause: float = 0.0) -> None:
         self._train = train
         self._name = name
         self.max_pending = max_pending
+        self.pause = pause
         self._pending: dict[int, tuple[bool, float]] = {}  # project -> (force, not before: monotonic)
+        self._rest_until: dict[int, float] = {}  # project -> monotonic time its pause ends
+        self._retrying: set[int] = set()  # pending only as a retry
         self._failures: dict[int, Failure] = {}
         self._cond = threading.Condition()
         self._busy = False
@@ -61,16 +66,18 @@ class TrainingQueue:
         """Queue a retrain (now, even if a retry was scheduled later); False when one for this
         project is already waiting or the queue is full."""
         with self._cond:
+            start = max(time.monotonic(), self._rest_until.get(project_id, 0.0))
+            self._retrying.discard(project_id)
             if project_id in self._pending:
                 waiting_force, _ = self._pending[project_id]
-                self._pending[project_id] = (waiting_force or force, time.monotonic())
+                self._pending[project_id] = (waiting_force or force, start)
                 self._cond.notify_all()
                 return False
             if len(self._pending) >= self.max_pending:
                 log.warning("training queue full (%d projects): retrain of project %s dropped",
                             self.max_pending, project_id)
                 return False
-            self._pending[project_id] = (force, time.monotonic())
+            self._pending[project_id] = (force, start)
             self._cond.notify_all()
             return True
 
@@ -78,10 +85,13 @@ class TrainingQueue:
         with self._cond:
             return dict(self._failures)
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until nothing is due or running (scheduled retries do not count)."""
+    def wait_idle(self, timeout: float | None = None, due_only: bool = False) -> bool:
+        """Block until nothing is waiting or running. Scheduled retries do not count; runs held
+        back by the pause do, unless ``due_only``."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._due() and not self._busy, timeout)
+            if due_only:
+                return self._cond.wait_for(lambda: not self._due() and not self._busy, timeout)
+            return self._cond.wait_for(lambda: self._pending.keys() <= self._retrying and not self._busy, timeout)
 
     def _due(self) -> list[int]:
         now = time.monotonic()
@@ -97,7 +107,9 @@ class TrainingQueue:
                     return
                 project_id = min(self._due(), key=lambda pid: self._pending[pid][1])
                 force, _ = self._pending.pop(project_id)
+                self._retrying.discard(project_id)
                 self._busy = True
+            started = time.monotonic()
             try:
                 self._train(project_id, force)
             except Exception as exc:  # keep serving: a failed retrain leaves the old model in place
@@ -105,6 +117,8 @@ class TrainingQueue:
             else:
                 with self._cond:
                     self._failures.pop(project_id, None)
+                    ended = time.monotonic()
+                    self._rest_until[project_id] = ended + self.pause * (ended - started)
             finally:
                 with self._cond:
                     self._busy = False
@@ -121,6 +135,7 @@ class TrainingQueue:
                                                  attempts, retry_at)
             if project_id not in self._pending:  # a newer request keeps its own, earlier time
                 self._pending[project_id] = (force, retry_at)
+                self._retrying.add(project_id)
         log.error("retrain of project %s failed (attempt %d, next in %.0f s): %s",
                   project_id, attempts, delay, message)
         log.debug("retrain failure details", exc_info=True)

@@ -6,12 +6,14 @@ the new model version → restart keeps the model → export MOS.csv, checked ro
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 import requests
 
 from ml_backend.features.images import natural_key
+from ml_backend.labelstudio.webhooks import WEBHOOK_HEADER
 from tests.helpers import Stack
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +90,15 @@ def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
     trained = stack.wait_for_labels(project_id, N_REPRESENTATIVES)
     version = trained["model_version"]
     assert version.startswith("ridge-v"), trained
+    # The backend signed the webhook Label Studio made for it; the ratings after that came from
+    # the webhooks' payloads (no task fetched), the two raters' mean included.
+    hooks = stack.api("GET", "/api/webhooks/", params={"project": project_id}).json()
+    (hook,) = [h for h in hooks if h["url"] == f"{stack.backend.url}/webhook"]
+    assert len(hook["headers"].get(WEBHOOK_HEADER, "")) == 64, hook
+    log = (stack.root / "logs" / "backend.log").read_text()
+    assert "now carry their token" in log and "1 from signed webhooks, 0 fetched" in log, log[-2000:]
+    labels = json.loads((stack.state_dir / f"project-{project_id}.json").read_text())["labels"]
+    assert labels[str(first)]["mos"] == pytest.approx(sum(rated[first]) / 2) and labels[str(first)]["n"] == 2
 
     # The backend stored the new model's prediction of every unrated task in Label Studio and made
     # it the project's model version (Data Manager columns and sorting); older versions are gone.

@@ -323,6 +323,46 @@ def test_a_project_update_that_keeps_the_label_config_does_not_force_a_full_read
     assert exports == [PROJECT]
 
 
+def test_signed_webhooks_are_applied_from_their_payload_and_unsigned_ones_fetch_the_task(config, dataset) -> None:
+    """The backend adds its per-project token to the webhook Label Studio made for it (the one at
+    the host its /setup came to, not another backend's); a webhook carrying it is applied from its
+    payload without fetching the task, one without it (or with a wrong one) fetches the task, so
+    a forged rating never reaches the model."""
+    import dataclasses
+
+    from ml_backend.labelstudio.webhooks import WEBHOOK_HEADER
+
+    _, tasks = dataset
+    app, service = make_app(dataclasses.replace(config, webhook_wait=60),
+                            [rate(t, 50 + i) for i, t in enumerate(tasks[:3])] + tasks[3:])
+    studio = service._client_factory
+    studio.webhooks_list = [{"id": 1, "url": "http://localhost/webhook", "headers": {"X-Other": "kept"}},
+                            {"id": 2, "url": "http://other-backend:9090/webhook", "headers": {}}]
+    client = app.test_client()
+    client.post("/setup", json=setup_body())  # the test client's requests go to host "localhost"
+    assert service.wait_idle(60)
+    token = service.signer.token(PROJECT)
+    assert studio.webhooks_list[0]["headers"] == {"X-Other": "kept", WEBHOOK_HEADER: token}
+    assert studio.webhooks_list[1]["headers"] == {}
+    fetched = []
+    original = studio.task
+    studio.task = lambda self, task_id: fetched.append(task_id) or original(self, task_id)
+
+    def rating(task, value, annotation_id):
+        annotation = rate(task, value)["annotations"][0] | {"id": annotation_id, "task": task["id"]}
+        return {"action": "ANNOTATION_CREATED", "task": {"id": task["id"]}, "annotation": annotation,
+                "project": {"id": PROJECT}}
+
+    client.post("/webhook", json=rating(tasks[3], 77, 901), headers={WEBHOOK_HEADER: token})
+    state = service.model(PROJECT).state
+    assert fetched == [] and state.labels[str(tasks[3]["id"])]["mos"] == 77
+    # Unsigned or wrongly signed: the task is fetched; Label Studio has no rating of task 4.
+    for headers in ({}, {WEBHOOK_HEADER: "0" * 64}):
+        client.post("/webhook", json=rating(tasks[4], 5, 902), headers=headers)
+        assert str(tasks[4]["id"]) not in service.model(PROJECT).state.labels
+    assert fetched == [tasks[4]["id"]] * 2
+
+
 def _three_rated_and_counting_exports(config, tasks, **settings):
     """A backend (webhooks answered once trained) on a project with 3 rated tasks, set up and
     caught up (the full export), and the list that each later full export appends to."""

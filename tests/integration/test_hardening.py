@@ -232,6 +232,30 @@ def test_the_training_queue_is_bounded_and_merges_requests() -> None:
     assert sorted(ran) == [1, 2, 3]
 
 
+def test_a_paused_queue_holds_a_projects_next_run_for_pause_times_its_last_one() -> None:
+    """MOS_PUBLISH_PAUSE: requests during the pause merge into one run at its end; other projects
+    are not held; wait_idle counts a held-back run, wait_idle(due_only=True) does not."""
+    runs: list[tuple[int, float]] = []
+
+    def work(pid: int, force: bool) -> None:
+        runs.append((pid, time.monotonic()))
+        time.sleep(0.2)
+
+    queue = TrainingQueue(work, pause=3.0)  # each run 0.2 s: the next of that project 0.6 s after it
+    queue.start()
+    queue.request(1)
+    assert queue.wait_idle(10)
+    ended = time.monotonic()
+    for _ in range(3):
+        queue.request(1)
+    queue.request(2)
+    assert queue.wait_idle(0.3, due_only=True) and not queue.wait_idle(0.05)
+    assert queue.wait_idle(10)
+    queue.stop()
+    assert [pid for pid, _ in runs] == [1, 2, 1]  # three requests during the pause: one run
+    assert runs[1][1] - ended < 0.3 and runs[2][1] - ended >= 0.55
+
+
 # --- a model that silently goes stale --------------------------------------------------------
 def test_a_failed_retrain_is_shown_and_retried_with_backoff(config: Config, dataset, monkeypatch) -> None:
     _, tasks = dataset
