@@ -22,8 +22,8 @@ T = TypeVar("T")
 ML_BACKEND_TITLE = "MOS Annotator"
 #: Retrieve-predictions requests are synchronous with a 100 s budget on the LS side: keep them small.
 PREDICTION_BATCH = 200
-#: Predictions per import request: Label Studio's import costs seconds per request on a big project
-#: and about a millisecond per prediction (docs/performance.md), so few large requests.
+#: Predictions per import request: on a big project Label Studio's import has a fixed cost per
+#: request far above its cost per prediction (docs/performance.md), so few large requests.
 IMPORT_BATCH = 10_000
 #: Up to this many predictions are stored one request each (see ``import_predictions``).
 SINGLE_PREDICTIONS = 20
@@ -206,8 +206,8 @@ class LabelStudioClient:
     @_translate("import predictions")
     def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
         """Store ``{task, result, score, model_version}`` predictions, ``IMPORT_BATCH`` per request;
-        up to ``SINGLE_PREDICTIONS`` one request each: Label Studio's import costs seconds on a big
-        project however few it holds, a single prediction a tenth of one (docs/performance.md)."""
+        up to ``SINGLE_PREDICTIONS`` one request each, which on a big project costs Label Studio
+        less than one import request (docs/performance.md)."""
         if len(predictions) <= SINGLE_PREDICTIONS:
             for item in predictions:
                 self._raw("POST", "api/predictions/", "store a prediction", item)
