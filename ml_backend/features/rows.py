@@ -20,17 +20,15 @@ class _Buffer:
 
 
 class GrowingRows:
-    """The first ``len(self)`` rows of a shared buffer (``array`` is that view)."""
+    """The first ``len(self)`` rows of a shared buffer (``array`` is that view, always the same
+    object for one GrowingRows)."""
 
     def __init__(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows)
         data = np.empty((len(rows) + max(16, int(GROWTH * len(rows))), *rows.shape[1:]), dtype=rows.dtype)
         data[: len(rows)] = rows
         self._buffer, self._length = _Buffer(data, len(rows)), len(rows)
-
-    @property
-    def array(self) -> np.ndarray:
-        return self._buffer.data[: self._length]
+        self.array = data[: len(rows)]
 
     def __len__(self) -> int:
         return self._length
@@ -45,5 +43,5 @@ class GrowingRows:
         self._buffer.data[self._length : end] = rows
         self._buffer.filled = end
         grown = object.__new__(GrowingRows)
-        grown._buffer, grown._length = self._buffer, end
+        grown._buffer, grown._length, grown.array = self._buffer, end, self._buffer.data[:end]
         return grown

@@ -149,7 +149,6 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         self.scaler_ = self.neighbours_.scaler_  # the same standardisation: computed once
         y_mean = float(np.average(y, weights=w))
         yc = y - y_mean
-        self.warm_state_ = None
         Xs = self.neighbours_.Xs_  # X in the shared standardisation (centred on the plain mean)
         if w is not None:  # weighted: centre on the weighted means, scale rows by sqrt(w)
             x_mean = np.average(Xs, axis=0, weights=w)
@@ -201,12 +200,14 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
 
     def _can_continue(self, warm: RidgeWarmState, X: np.ndarray) -> bool:
         """Whether ``warm`` came from a fit like this one, on rows like these, that still has more
-        labels than dimensions."""
+        labels than dimensions, and its normal matrix still sums its rows (a fit that failed after
+        updating it leaves them apart: then a full fit)."""
         mine, theirs = self.get_params(), warm.params
         return (mine.keys() == theirs.keys() and np.array_equal(np.asarray(mine["alphas"], dtype=float),
                                                                  np.asarray(theirs["alphas"], dtype=float))
                 and all(mine[k] == theirs[k] for k in mine if k != "alphas")
-                and X.shape[1] == warm.X.shape[1] and X.dtype == warm.X.dtype and len(X) > warm.rows.array.shape[1])
+                and X.shape[1] == warm.X.shape[1] and X.dtype == warm.X.dtype and len(X) > warm.rows.array.shape[1]
+                and warm.normal.ids == warm.ids and warm.normal.rows is warm.rows.array)
 
     def _fit_warm(self, warm: RidgeWarmState, X: np.ndarray, y: np.ndarray, ids: list[Hashable],
                   w: np.ndarray | None, matched: tuple[np.ndarray, ...]) -> RidgePredictor:
