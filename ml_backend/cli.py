@@ -589,6 +589,9 @@ def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
     system.add_argument("--store-vectors", type=int, default=0,
                         help="also write and read back this many synthetic vectors in the feature store (e.g. "
                         "1000000: 8 GB of temporary disk)")
+    system.add_argument("--selection-rows", type=int, default=0,
+                        help="also run faiss-kmeans on this many synthetic float16 rows memory-mapped from disk "
+                        "(e.g. 1000000: 8 GB of temporary disk)")
     system.add_argument("--skip", nargs="*", default=[],
                         choices=["extraction", "seed", "latency", "predict", "retrain", "selection"])
     similarity = parser.add_argument_group("similarity suite")
@@ -606,7 +609,7 @@ def run_benchmark_command(args: argparse.Namespace, config: Config) -> int:
         from .dev.benchmark import run_benchmark
 
         run_benchmark(args.quick, args.images, args.resnet_images, args.export_tasks, frozenset(args.skip),
-                      store_vectors=args.store_vectors)
+                      store_vectors=args.store_vectors, selection_rows=args.selection_rows)
     return 0
 
 

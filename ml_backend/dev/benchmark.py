@@ -415,13 +415,9 @@ def selection_child(name: str, n: int) -> None:
     """Runs in a subprocess so that its peak memory is its own."""
     from ..selection import SELECTORS
 
-    rng = np.random.default_rng(0)
-    centres = rng.gamma(2.0, 0.5, (200, FEATURE_DIM)).astype(np.float32)
     X = np.empty((n, FEATURE_DIM), dtype=np.float32)
-    for start in range(0, n, 5000):
-        block = X[start : start + 5000]
-        block[:] = centres[rng.integers(0, 200, len(block))]
-        block += rng.standard_normal(block.shape, dtype=np.float32) * 0.3
+    for start, block in zip(range(0, n, 5000), synthetic_rows(n), strict=True):
+        X[start : start + len(block)] = block
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     seconds, selector = timed(lambda: SELECTORS.create(name, {"n_select": 100}).fit(X))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -429,9 +425,69 @@ def selection_child(name: str, n: int) -> None:
                       "selected": len(selector.selected_)}))
 
 
+def synthetic_rows(n: int, block: int = 5000) -> Any:
+    """Blocks of ``n`` clustered synthetic feature rows (200 centres plus noise), seeded."""
+    rng = np.random.default_rng(0)
+    centres = rng.gamma(2.0, 0.5, (200, FEATURE_DIM)).astype(np.float32)
+    for start in range(0, n, block):
+        rows = centres[rng.integers(0, 200, min(block, n - start))]
+        yield rows + rng.standard_normal(rows.shape, dtype=np.float32) * 0.3
+
+
+def selection_file_child(name: str, path: str) -> None:
+    """A selector on a float16 ``.npy`` of more rows than memory should hold, memory-mapped; run
+    in a subprocess. Peak memory is sampled as the process's own (anonymous) resident memory and
+    the file's pages resident beside it (page cache the kernel may reclaim)."""
+    from ..selection import SELECTORS
+
+    X = np.load(path, mmap_mode="r")
+    peaks = {"RssAnon": 0, "RssFile": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                key = line.split(":")[0]
+                if key in peaks:
+                    peaks[key] = max(peaks[key], int(line.split()[1]))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    seconds, selector = timed(lambda: SELECTORS.create(name, {"n_select": 100}).fit(X))
+    done.set()
+    sampler.join()
+    print(json.dumps({"seconds": seconds, "anon_mb": peaks["RssAnon"] / 1024, "file_mb": peaks["RssFile"] / 1024,
+                      "selected": len(selector.selected_)}))
+
+
+def bench_selection_file(n: int, folder: Path, timeout: float) -> None:
+    """``faiss-kmeans`` on ``n`` synthetic rows written to disk as float16 (``n`` x 8 KB)."""
+    path = folder / "rows.npy"
+    rows = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, FEATURE_DIM))
+    written = 0
+    for block in synthetic_rows(n):
+        rows[written : written + len(block)] = block
+        written += len(block)
+    rows.flush()
+    del rows
+    case = f"faiss-kmeans (n_select=100), {n:,} x {FEATURE_DIM} float16, memory-mapped from disk"
+    child = ("from ml_backend.dev.benchmark import selection_file_child; "
+             f"selection_file_child('faiss-kmeans', {str(path)!r})")
+    try:
+        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=timeout, check=True)
+    except subprocess.TimeoutExpired:
+        add("selection", case, f"did not finish within {timeout:.0f} s")
+        return
+    finally:
+        path.unlink()
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    add("selection", case, f"{r['seconds']:.1f} s, peak {r['anon_mb'] / 1024:.2f} GB of its own memory (and "
+        f"{r['file_mb'] / 1024:.2f} GB of the file's pages resident), {r['selected']} picked")
+
+
 def bench_selection(sizes: list[int], skip: set[tuple[str, int]], timeout: float) -> None:
     for n in sizes:
-        for name in ("ted", "kmeans", "kcenter", "dbscan", "random"):
+        for name in ("ted", "kmeans", "faiss-kmeans", "kcenter", "dbscan", "random"):
             case = f"{name} (n_select=100), {n:,} x {FEATURE_DIM} float32"
             if (name, n) in skip:
                 add("selection", case, "skipped (--quick)")
@@ -450,7 +506,8 @@ def bench_selection(sizes: list[int], skip: set[tuple[str, int]], timeout: float
 
 # --- main ---------------------------------------------------------------------------------
 def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int = 100, export_tasks: int = 5000,
-                  skip: frozenset[str] = frozenset(), photos: Path = CLIVE, store_vectors: int = 0) -> None:
+                  skip: frozenset[str] = frozenset(), photos: Path = CLIVE, store_vectors: int = 0,
+                  selection_rows: int = 0) -> None:
     """Every measurement, then the table on stdout (progress lines on stderr)."""
     reps = 1 if quick else 3
     with tempfile.TemporaryDirectory(prefix="mos-bench-") as tmp_name:
@@ -497,6 +554,8 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
             bench_retrain(tmp, root, cache, urls, reps)
         if "selection" not in skip:
             bench_selection([10_000, 100_000], {("dbscan", 100_000)} if quick else set(), timeout=600)
+        if selection_rows:
+            bench_selection_file(selection_rows, tmp, timeout=1200)
 
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {cores} CPU cores available ({os.cpu_count()} in the machine), torch's default threads "

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 SELECTORS: Registry[Selector] = Registry("selector", {
     "ted": "ml_backend.selection.ted:TEDSelector",
     "kmeans": "ml_backend.selection.kmeans:KMeansSelector",
+    "faiss-kmeans": "ml_backend.selection.faiss_kmeans:FaissKMeansSelector",
     "dbscan": "ml_backend.selection.dbscan:DBSCANSelector",
     "kcenter": "ml_backend.selection.kcenter:KCenterSelector",
     "random": "ml_backend.selection.random:RandomSelector",

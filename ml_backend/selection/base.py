@@ -40,14 +40,15 @@ class CountSelector(BaseEstimator):
 
 
 def check_X(X: np.ndarray) -> np.ndarray:
-    """A 2-D finite float matrix; float32 is kept (half the memory), anything else is float64."""
+    """A 2-D finite float matrix; float32 and float16 are kept (a fraction of the memory; a memory
+    map stays one), anything else is float64. Checked in row blocks: no temporary as big as X."""
     X = np.asarray(X)
-    X = X if X.dtype == np.float32 else np.asarray(X, dtype=np.float64)
+    X = X if X.dtype in (np.float32, np.float16) else np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ConfigError(f"expected a 2-D feature matrix, got shape {X.shape}")
     if X.shape[0] == 0:
         raise ConfigError("no images to select from")
-    if not np.isfinite(X).all():
+    if not all(np.isfinite(X[start : start + 4096]).all() for start in range(0, len(X), 4096)):
         raise ConfigError("features contain NaN or infinite values")
     return X
 

@@ -4,6 +4,7 @@ import pytest
 from ml_backend.selection import SELECTORS, dbscan, embedding
 from ml_backend.selection.dbscan import DBSCANSelector
 from ml_backend.selection.embedding import embed
+from ml_backend.selection.faiss_kmeans import FaissKMeansSelector
 from ml_backend.selection.kcenter import KCenterSelector
 from ml_backend.selection.kmeans import KMeansSelector
 from ml_backend.selection.random import RandomSelector
@@ -31,7 +32,8 @@ def test_embed_is_unit_norm_and_at_most_64_dims() -> None:
 
 
 @pytest.mark.parametrize(
-    "selector", [KMeansSelector(), DBSCANSelector(), KCenterSelector(), RandomSelector(), TEDSelector()]
+    "selector", [KMeansSelector(), DBSCANSelector(), KCenterSelector(), RandomSelector(), TEDSelector(),
+                 FaissKMeansSelector()]
 )
 def test_empty_input_is_a_clear_error(selector) -> None:
     with pytest.raises(ValueError, match="no images to select from"):
@@ -279,3 +281,32 @@ def test_auto_on_tiny_or_structureless_input_still_picks() -> None:
         AutoSelector().fit(np.empty((0, 16)))
     with pytest.raises(ValueError, match="n_select"):
         SELECTORS.create("auto", {"n_select": 0})
+
+
+def test_faiss_kmeans_picks_one_image_per_blob_biggest_first_and_distinct_rows() -> None:
+    X, truth = blobs()
+    selector = FaissKMeansSelector(n_select=4).fit(X[truth >= 0])
+    assert list(truth[selector.selected_]) == [0, 1, 2, 3]
+    assert list(np.bincount(selector.labels_)) == [80, 60, 40, 30]
+    assert all(selector.labels_[index] == cluster for cluster, index in enumerate(selector.selected_))
+    duplicated = np.vstack([X[:5]] * 8)  # 5 distinct images, 40 rows
+    picks = FaissKMeansSelector(n_select=12).fit(duplicated).selected_
+    assert len(picks) == 12 and len(set(picks.tolist())) == 12
+    with pytest.raises(ValueError, match="n_iter"):
+        FaissKMeansSelector(n_iter=0).fit(X)
+
+
+def test_faiss_kmeans_reads_a_float16_memory_map_in_blocks_like_the_array(tmp_path, monkeypatch) -> None:
+    """The path for more images than memory holds: features as a float16 file, memory-mapped,
+    the PCA fitted on a sample and every row projected block by block; the same blobs come out."""
+    X, truth = blobs(sizes=(300, 200, 150, 100))
+    keep = truth >= 0
+    np.save(tmp_path / "rows.npy", X[keep].astype(np.float16))
+    monkeypatch.setattr(embedding, "PCA_SAMPLE", 250)
+    mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
+    picks = FaissKMeansSelector(n_select=4).fit(mapped).selected_
+    assert list(truth[keep][picks]) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        bad = X[keep].astype(np.float16)
+        bad[-1, 3] = np.inf
+        FaissKMeansSelector(n_select=4).fit(bad)
