@@ -382,3 +382,15 @@ def test_a_changed_weight_updates_the_normal_matrix_like_a_changed_row() -> None
     reference = frozen_ridge(previous, X, y, w2)
     np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(model.predict(X), reference.predict(previous.scaler_.transform(X)), atol=1e-3)
+
+
+def test_a_warm_state_whose_normal_matrix_moved_on_gives_a_full_fit_not_a_wrong_one() -> None:
+    """A retrain that failed after updating the normal matrix leaves the serving model's warm
+    state behind it; the next fit from that state must notice and fit from scratch."""
+    X, y = linear_data(320, d=40, seed=4)
+    ids = list(range(320))
+    served = RidgePredictor(max_exact=50).fit(X[:300], y[:300], row_ids=ids[:300])
+    RidgePredictor(max_exact=50).fit(X[:301], y[:301], row_ids=ids[:301], warm_state=served.warm_state_)  # lost
+    again = RidgePredictor(max_exact=50).fit(X[:302], y[:302], row_ids=ids[:302], warm_state=served.warm_state_)
+    assert again.scaler_ is not served.scaler_  # a full fit
+    np.testing.assert_allclose(again.coef_, sklearn_ridge(X[:302], y[:302], again.alpha_).coef_, rtol=1e-4, atol=1e-6)
