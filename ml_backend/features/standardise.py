@@ -18,7 +18,8 @@ from sklearn.utils.validation import check_is_fitted
 
 
 def _working_dtype(X: np.ndarray) -> type[np.floating]:
-    return np.float32 if X.dtype == np.float32 else np.float64
+    """float32 for float32 and float16 input (float16 is how features are stored), else float64."""
+    return np.float32 if X.dtype in (np.float32, np.float16) else np.float64
 
 
 class Standardiser(TransformerMixin, BaseEstimator):
@@ -56,7 +57,7 @@ class Standardiser(TransformerMixin, BaseEstimator):
         self.mean_, self.scale_ = mean, scale
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """A standardised copy; float32 stays float32, anything else becomes float64."""
+        """A standardised copy: float32 for float32 and float16, float64 for anything else."""
         check_is_fitted(self, "scale_")
         X = np.asarray(X)
         Z = X - self.mean_.astype(_working_dtype(X))
