@@ -579,7 +579,8 @@ def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
         "HTTP, retrain, selection time and memory, on ../shared/data/clive-dev (generated images when "
         "absent). similarity: LPIPS / SSIM / MS-SSIM pairs per second and the cost of scoring a project.",
         run_benchmark_command)
-    parser.add_argument("--suite", choices=("system", "similarity"), default="system", help="what to measure")
+    parser.add_argument("--suite", choices=("system", "similarity", "onnx"), default="system",
+                        help="what to measure (onnx: EfficientNet-Lite0 through ONNX Runtime beside PyTorch)")
     system = parser.add_argument_group("system suite")
     system.add_argument("--quick", action="store_true", help="1 repetition, 100 predict requests, no DBSCAN at 100k")
     system.add_argument("--images", type=int, default=400, help="images for efficientnet_lite0 extraction")
@@ -601,7 +602,12 @@ def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
 
 
 def run_benchmark_command(args: argparse.Namespace, config: Config) -> int:
-    if args.suite == "similarity":
+    if args.suite == "onnx":
+        from .dev.benchmark import CLIVE
+        from .dev.benchmark_onnx import run_onnx_benchmark
+
+        run_onnx_benchmark(CLIVE)
+    elif args.suite == "similarity":
         from .dev.benchmark_similarity import run_similarity_benchmark
 
         run_similarity_benchmark(args.queries, args.size, args.threads)

@@ -133,3 +133,16 @@ def test_the_bundled_prior_fits_the_default_features(lite0):
     assert prior.features == FeatureExtractor(lite0).namespace
     assert resolve_prior("auto", 7680) is None  # resnet50 features: no prior, not an error
     assert resolve_prior("none") is None
+
+
+def test_onnx_runtime_gives_the_pytorch_features_to_1e_3(tmp_path, capsys) -> None:
+    """The ONNX Runtime candidate (benchmark --suite onnx) on generated 500x500 inputs: the
+    exported backbone's features equal PyTorch's within 1e-3."""
+    import re
+
+    from ml_backend.dev.benchmark_onnx import run_onnx_benchmark
+
+    run_onnx_benchmark(tmp_path / "no-photos", n_images=2, reps=1)
+    table = capsys.readouterr().out
+    difference = float(re.search(r"largest feature difference \| ([0-9.e+-]+)", table).group(1))
+    assert difference <= 1e-3 and "onnxruntime |" in table, table
