@@ -51,7 +51,13 @@ class WebhookSigner:
         return hmac.new(self._key(), f"project:{project_id}".encode(), hashlib.sha256).hexdigest()
 
     def verifies(self, project_id: int, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(str(token), self.token(project_id))
+        """Whether ``token`` is the project's; False also when the secret cannot be read."""
+        if not token:
+            return False
+        try:
+            return hmac.compare_digest(str(token), self.token(project_id))
+        except (OSError, ValueError):
+            return False
 
     def sign(self, client: LabelStudioClient, project_id: int, hosts: Iterable[str]) -> int:
         """Add the token to the project's webhooks that point at this backend (``hosts``: the
@@ -68,7 +74,7 @@ class WebhookSigner:
                 if headers.get(WEBHOOK_HEADER) != self.token(project_id):
                     client.set_webhook_headers(int(hook["id"]), {**headers, WEBHOOK_HEADER: self.token(project_id)})
                     changed += 1
-        except (LabelStudioError, KeyError, TypeError, ValueError) as exc:
+        except (LabelStudioError, OSError, KeyError, TypeError, ValueError) as exc:
             log.warning("project %s: webhooks not signed (each rating's task is fetched instead): %s",
                         project_id, exc)
         return changed

@@ -378,3 +378,28 @@ def _three_rated_and_counting_exports(config, tasks, **settings):
     original = studio.export_tasks
     studio.export_tasks = lambda self, pid: exports.append(pid) or original(self, pid)
     return client, service, studio, exports
+
+
+def test_an_unwritable_state_folder_leaves_webhooks_unsigned_and_fetched(config, dataset, tmp_path) -> None:
+    """Without a secret (the state folder cannot hold one) nothing is signed and no token verifies:
+    retrains work as before, fetching each rated task."""
+    import dataclasses
+
+    from ml_backend.labelstudio.webhooks import WEBHOOK_HEADER
+
+    _, tasks = dataset
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    app, service = make_app(dataclasses.replace(config, webhook_wait=60),
+                            [rate(t, 50 + i) for i, t in enumerate(tasks[:3])] + tasks[3:])
+    service.signer._path = blocked / "webhook-secret"
+    studio = service._client_factory
+    studio.webhooks_list = [{"id": 1, "url": "http://localhost/webhook", "headers": {}}]
+    client = app.test_client()
+    client.post("/setup", json=setup_body())
+    assert service.wait_idle(60) and studio.webhooks_list[0]["headers"] == {}
+    assert not service.signer.verifies(PROJECT, "0" * 64)
+    studio.tasks = [rate(t, 50 + i) for i, t in enumerate(tasks[:4])] + tasks[4:]
+    payload = {"action": "ANNOTATION_CREATED", "task": {"id": tasks[3]["id"]}, "project": {"id": PROJECT}}
+    assert client.post("/webhook", json=payload, headers={WEBHOOK_HEADER: "0" * 64}).json["status"] == "trained"
+    assert service.model(PROJECT).state.labels[str(tasks[3]["id"])]["mos"] == 53
