@@ -17,6 +17,9 @@ from typing import Any
 
 from .errors import ConfigError
 
+#: How the backbone can run (``features.onnx_graphs``).
+RUNTIMES = ("onnxruntime", "pytorch")
+
 
 def setting(default: Any, env: str, meaning: str, component: tuple[str, str, str] | None = None) -> Any:
     """A ``Config`` field read from ``env``; ``component`` = (kind, name, parameter) it sets."""
@@ -124,6 +127,10 @@ class Config:
         "Similarity predictor: LPIPS backbone weights (torchvision `features` state dict, e.g. "
         "alexnet-features.pth). Empty: torchvision's ImageNet download or cache.",
         ("predictor", "similarity", "lpips_weights"))
+    runtime: str = setting(
+        "onnxruntime", "MOS_RUNTIME",
+        "How the backbone runs on CPU: onnxruntime (one graph exported per image shape once it has "
+        "enough images, kept beside the feature cache; PyTorch for the rest) or pytorch.")
     torch_threads: int = setting(
         0, "MOS_TORCH_THREADS",
         "Torch CPU threads for feature extraction; 0: the cores other processes leave free, re-measured "
@@ -143,6 +150,8 @@ class Config:
         object.__setattr__(self, "log_level", self.log_level.upper())
         if not self.publish_pause >= 0:
             raise ConfigError(f"MOS_PUBLISH_PAUSE must be a number >= 0, got {self.publish_pause!r}")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"MOS_RUNTIME must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         for name, value in (("MOS_PUBLISH", self.publish), ("MOS_CERTAINTY_WEIGHTS", self.certainty_weights)):
             if value not in ("on", "off"):
                 raise ConfigError(f"{name} must be on or off, got {value!r}")

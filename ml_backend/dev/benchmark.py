@@ -31,10 +31,11 @@ import requests
 import torch
 from PIL import Image
 
-from ..config import DEFAULTS, Config
+from ..config import DEFAULTS, RUNTIMES, Config
 from ..features.backbones import EfficientNetLite0, get_backbone
 from ..features.extractor import FeatureExtractor
 from ..features.images import list_images, load_image
+from ..features.onnx_graphs import MIN_IMAGES
 from ..features.store import FeatureStore
 from ..labelstudio.client import LabelStudioClient
 from ..labelstudio.label_config import blind, bundled_config
@@ -97,30 +98,38 @@ def clive_mos(paths: list[Path]) -> np.ndarray:
 
 
 # --- 1. extraction ------------------------------------------------------------------------
-def bench_extraction(name: str, backbone: Any, paths: list[Path], cache_dir: Path, reps: int) -> None:
+def bench_extraction(name: str, backbone: Any, paths: list[Path], cache_dir: Path, reps: int,
+                     runtime: str = DEFAULTS.runtime) -> None:
+    """Cold (empty feature cache) and cached extraction, and the model alone, with ``runtime``;
+    ONNX Runtime's graphs are exported before the timed runs (their cost is its own row)."""
     note = f"{len(paths)} images"
+    label = f"{name} [{runtime}]"
     cold, cached = [], []
-    for rep in range(reps):
-        cache = cache_dir / f"{name}-rep{rep}"
-        extractor = FeatureExtractor(backbone, cache_dir=cache)
-        extractor.extract(paths[:2], progress=False)  # warm up the network, not timed
-        shutil.rmtree(cache)
-        extractor = FeatureExtractor(backbone, cache_dir=cache)
+    cache = cache_dir / f"{name}-{runtime}"
+    warm = FeatureExtractor(backbone, cache_dir=cache, runtime=runtime)
+    export_s, _ = timed(lambda: warm.extract(paths[: 2 * MIN_IMAGES], progress=False))  # warm-up, graphs
+    for _ in range(reps):
+        empty_feature_cache(cache)
+        extractor = FeatureExtractor(backbone, cache_dir=cache, runtime=runtime)
         cold.append(timed(lambda: extractor.extract(paths, progress=False))[0])
-        again = FeatureExtractor(backbone, cache_dir=cache)
+        again = FeatureExtractor(backbone, cache_dir=cache, runtime=runtime)
         cached.append(timed(lambda: again.extract(paths, progress=False))[0])
     # Model alone: the same images, already decoded and preprocessed in memory, one forward each
-    # (as the pipeline runs them at this size).
-    extractor = FeatureExtractor(backbone)
+    # (as the pipeline runs them at this size), through the graphs exported above.
+    extractor = FeatureExtractor(backbone, cache_dir=cache, runtime=runtime)
     tensors = [backbone.preprocess(load_image(p, extractor.max_side)) for p in paths]
+    extractor._forward(tensors[:1])
     alone = [timed(lambda: [extractor._forward([t]) for t in tensors])[0] for _ in range(reps)]
     n = len(paths)
     cold_ips, cached_ips, alone_ips = (n / statistics.median(times) for times in (cold, cached, alone))
-    add("extraction", f"{name}, cold (decode + model, empty cache), {note}", f"{cold_ips:.1f} img/s")
-    add("extraction", f"{name}, cached", f"{cached_ips:.0f} img/s")
-    add("extraction", f"{name}, model alone (in-memory tensors)", f"{alone_ips:.1f} img/s")
-    add("extraction", f"{name}, pipeline / model alone", f"{cold_ips / alone_ips:.0%} (target >= 80%)")
-    model_alone[name] = alone_ips
+    add("extraction", f"{label}, cold (decode + model, empty cache), {note}", f"{cold_ips:.1f} img/s")
+    add("extraction", f"{label}, cached", f"{cached_ips:.0f} img/s")
+    add("extraction", f"{label}, model alone (in-memory tensors)", f"{alone_ips:.1f} img/s")
+    add("extraction", f"{label}, pipeline / model alone", f"{cold_ips / alone_ips:.0%} (target >= 80%)")
+    if runtime == "onnxruntime":
+        add("extraction", f"{label}, first {2 * MIN_IMAGES} images with an empty cache (graphs exported)",
+            f"{export_s:.1f} s")
+    model_alone[label] = alone_ips
 
 
 def flops_header(backbone: Any, paths: list[Path]) -> str:
@@ -142,32 +151,49 @@ def flops_header(backbone: Any, paths: list[Path]) -> str:
     line = (f"efficientnet_lite0: {flops / 1e9:.2f} GFLOP per image at {shape[2]}x{shape[1]} (FlopCounterMode); "
             f"machine float32 peak {peak / 1e9:.0f} GFLOP/s (2048x2048 matmul, {TORCH_DEFAULT_THREADS} threads)")
     if "efficientnet_lite0" in model_alone:
-        rate = model_alone["efficientnet_lite0"] * flops
+        rate = model_alone[f"efficientnet_lite0 [{DEFAULTS.runtime}]"] * flops
         line += f"; model alone {rate / 1e9:.0f} GFLOP/s = {rate / peak:.0%} of that peak"
     return line
 
 
-def bench_contention(paths: list[Path]) -> None:
+def empty_feature_cache(cache: Path) -> None:
+    """Remove the cached features, keep ONNX Runtime's exported graphs."""
+    for entry in cache.iterdir() if cache.is_dir() else ():
+        if entry.name != "onnx":
+            shutil.rmtree(entry)
+
+
+def bench_contention(paths: list[Path], folder: Path) -> None:
     """Cold extraction while one CPU-bound process runs beside it, with torch's default threads
     (one per core), one thread, and the governor (``features/threads.py``), against the fair
-    share: the idle machine's throughput times the share of cores the competitor leaves."""
+    share: the idle machine's throughput times the share of cores the competitor leaves; then the
+    same for ONNX Runtime with the governor's threads, against its own idle rate."""
     cores = len(os.sched_getaffinity(0))
     torch_default = TORCH_DEFAULT_THREADS
 
-    def throughput(threads: int | None) -> float:
-        extractor = FeatureExtractor("efficientnet_lite0", num_threads=threads)  # no disk cache: cold
-        extractor.extract(paths[:2], progress=False)  # warm-up (and the governor's first look)
-        extractor = FeatureExtractor("efficientnet_lite0", num_threads=threads)
+    def throughput(threads: int | None, runtime: str = "pytorch") -> float:
+        cache = folder / "contention" if runtime == "onnxruntime" else None  # graphs only: cold features
+
+        def make() -> FeatureExtractor:
+            return FeatureExtractor("efficientnet_lite0", num_threads=threads, runtime=runtime, cache_dir=cache)
+
+        make().extract(paths[: 2 * MIN_IMAGES], progress=False)  # warm-up (graphs, the governor's first look)
+        if cache is not None:
+            empty_feature_cache(cache)
+        extractor = make()
         return len(paths) / timed(lambda: extractor.extract(paths, progress=False))[0]
 
     idle = throughput(torch_default)
+    idle_onnx = throughput(None, "onnxruntime")
     share = idle * (cores - 1) / cores if cores > 1 else idle / 2
+    share_onnx = idle_onnx * share / idle
     competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(1.0)
         results = {label: throughput(threads) for label, threads in (
             (f"torch's default ({torch_default} threads)", torch_default), ("1 thread", 1),
-            ("the governor (MOS_TORCH_THREADS=0, the default)", None))}
+            ("the governor (MOS_TORCH_THREADS=0)", None))}
+        onnx = throughput(None, "onnxruntime")
     finally:
         competitor.kill()
         competitor.wait()
@@ -178,6 +204,8 @@ def bench_contention(paths: list[Path]) -> None:
     add("contention", f"fair share: idle x {cores - 1}/{cores} cores", f"{share:.1f} img/s")
     for label, ips in results.items():
         add("contention", f"{label}, {note}", f"{ips:.1f} img/s = {ips / share:.0%} of the fair share (target >= 80%)")
+    add("contention", f"onnxruntime with the governor's threads (the default): idle / {note}",
+        f"{idle_onnx:.1f} / {onnx:.1f} img/s = {onnx / share_onnx:.0%} of its fair share (target >= 80%)")
 
 
 def float16_check(backbone: Any, paths: list[Path]) -> None:
@@ -520,9 +548,10 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
         header = ""
         if "extraction" not in skip:
             eff = get_backbone("efficientnet_lite0")
-            bench_extraction("efficientnet_lite0", eff, paths[:n_images], tmp / "bench-cache", reps)
+            for runtime in RUNTIMES:
+                bench_extraction("efficientnet_lite0", eff, paths[:n_images], tmp / "bench-cache", reps, runtime)
             float16_check(eff, paths[: min(200, n_images)])
-            bench_contention(paths[: min(60, n_images)])
+            bench_contention(paths[: min(60, n_images)], tmp)
             header = flops_header(eff, paths)
             weights = tmp / "resnet50-random.pt"
             import torchvision

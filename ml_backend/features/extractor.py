@@ -32,6 +32,8 @@ from ..errors import ImageReadError
 from .backbones import Backbone, get_backbone
 from .cache import FeatureCache, as_stored, content_key, stored_form
 from .images import decode_image, read_image_bytes
+from .onnx_graphs import OnnxGraphs
+from .onnx_graphs import available as onnx_available
 from .threads import ThreadGovernor
 
 T = TypeVar("T")
@@ -156,11 +158,16 @@ class FeatureExtractor:
         num_threads: int | None = None,
         backbone_params: dict[str, Any] | None = None,
         memory_vectors: int = MEMORY_VECTORS,
+        runtime: str = DEFAULTS.runtime,
     ) -> None:
         self.threads = ThreadGovernor(num_threads or None)  # None or 0: the cores free, re-measured
         if isinstance(backbone, str):
             backbone = get_backbone(backbone, backbone_params)
         self.backbone = backbone
+        # ONNX Runtime keeps its graphs beside the cache; without a cache folder, or without the
+        # package, PyTorch runs everything.
+        self.graphs = (OnnxGraphs(backbone, Path(cache_dir) / "onnx")
+                       if runtime == "onnxruntime" and cache_dir is not None and onnx_available() else None)
         self.max_side = max_side
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
@@ -179,7 +186,7 @@ class FeatureExtractor:
         return cls(config.backbone, cache_dir=config.cache_dir, max_side=config.max_side,
                    max_bytes=config.max_image_bytes, max_pixels=config.max_pixels,
                    num_threads=config.torch_threads or None, backbone_params=config.backbone_params(),
-                   **kwargs)
+                   runtime=config.runtime, **kwargs)
 
     @property
     def dim(self) -> int:
@@ -307,8 +314,11 @@ class FeatureExtractor:
     @torch.inference_mode()
     def _forward(self, tensors: list[Tensor]) -> np.ndarray:
         """Rows as the cache will return them, so fresh and cached features are identical."""
-        self.threads.adjust()
-        rows = self.backbone(torch.stack(tensors)).float().numpy()
+        threads = self.threads.adjust()
+        batch = torch.stack(tensors)
+        rows = self.graphs.run(batch, threads) if self.graphs is not None else None
+        if rows is None:
+            rows = self.backbone(batch).float().numpy()
         return np.stack([as_stored(row) for row in rows])
 
     def _store(self, key: str, vec: np.ndarray) -> None:

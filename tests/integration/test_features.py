@@ -257,3 +257,48 @@ def test_store_keys_ending_in_zero_bytes_are_found(tmp_path):
     for reader in (store, FeatureStore(tmp_path / "s")):
         assert [int(reader.get(key)[0]) for key in keys] == [0, 1, 2, 3]
         assert reader.get(b"\x05" * 32) is None
+
+
+def test_onnx_runtime_takes_over_a_shape_with_enough_images_and_keeps_its_graph(tmp_path, monkeypatch) -> None:
+    """MOS_RUNTIME=onnxruntime: the first images of a shape go through PyTorch; from MIN_IMAGES on
+    that shape's exported graph runs them, with PyTorch's features (to float16's own rounding);
+    the graph is kept beside the cache, so the next extractor exports nothing."""
+    import torch
+
+    from ml_backend.features import onnx_graphs
+
+    monkeypatch.setattr(onnx_graphs, "MIN_IMAGES", 6)
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / "img" / f"{i}.png")
+        paths[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(paths[-1])
+    reference = FeatureExtractor(cache_dir=tmp_path / "torch", runtime="pytorch", batch_size=4).extract(paths, False)
+    onnx = FeatureExtractor(cache_dir=tmp_path / "onnx", runtime="onnxruntime", batch_size=4)
+    through_pytorch: list[int] = []
+    forward = onnx.backbone.forward
+    monkeypatch.setattr(onnx.backbone, "forward", lambda x: through_pytorch.append(len(x)) or forward(x))
+    features = onnx.extract(paths, progress=False)
+    assert through_pytorch == [4, 4]  # the first batch, then the export's trace; batches 2 and 3: the graph
+    (graph,) = (tmp_path / "onnx" / "onnx").glob("*-3x48x64.onnx")
+    np.testing.assert_allclose(features.features, reference.features, rtol=2e-3, atol=2e-3)
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("exported again"))
+    again = FeatureExtractor(cache_dir=tmp_path / "onnx", runtime="onnxruntime", batch_size=4)
+    rows = again.graphs.run(torch.stack([again.backbone.preprocess(Image.open(p)) for p in paths[:2]]), 1)
+    np.testing.assert_allclose(rows, features.features[:2], rtol=2e-3, atol=2e-3)
+
+
+def test_a_failing_export_falls_back_to_pytorch_once_and_says_why(tmp_path, monkeypatch, caplog) -> None:
+    import torch
+
+    from ml_backend.features import onnx_graphs
+
+    monkeypatch.setattr(onnx_graphs, "MIN_IMAGES", 1)
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no tracer today")))
+    paths = make_folder(tmp_path / "img")
+    extractor = FeatureExtractor(cache_dir=tmp_path / "cache", runtime="onnxruntime")
+    features = extractor.extract([paths["a.png"], paths["b.jpg"], paths["d.jpg"]], progress=False)
+    reference = FeatureExtractor(runtime="pytorch").extract([paths["a.png"], paths["b.jpg"], paths["d.jpg"]], False)
+    np.testing.assert_array_equal(features.features, reference.features)
+    assert caplog.text.count("no tracer today") == 1
