@@ -32,7 +32,8 @@ def export_only_label_studio(tasks: list[dict[str, Any]], label_config: str | No
             return {"project": project_id, **task}
 
         # What the backend publishes is kept on the class: ``.predictions``, ``.model_version``.
-        def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
+        def import_predictions(self, project_id: int, predictions: list[dict[str, Any]],
+                               one_by_one: bool = False) -> int:
             ExportOnlyLabelStudio.predictions.extend(predictions)
             return len(predictions)
 

@@ -204,11 +204,11 @@ class LabelStudioClient:
             )
 
     @_translate("import predictions")
-    def import_predictions(self, project_id: int, predictions: list[dict[str, Any]]) -> int:
+    def import_predictions(self, project_id: int, predictions: list[dict[str, Any]], one_by_one: bool = False) -> int:
         """Store ``{task, result, score, model_version}`` predictions, ``IMPORT_BATCH`` per request;
-        up to ``SINGLE_PREDICTIONS`` one request each, which on a big project costs Label Studio
-        less than one import request (docs/performance.md)."""
-        if len(predictions) <= SINGLE_PREDICTIONS:
+        with ``one_by_one``, up to ``SINGLE_PREDICTIONS`` one request each (on a big project that
+        costs Label Studio less than one import request: docs/performance.md)."""
+        if one_by_one and len(predictions) <= SINGLE_PREDICTIONS:
             for item in predictions:
                 self._raw("POST", "api/predictions/", "store a prediction", item)
             return len(predictions)

@@ -88,6 +88,9 @@ SUBMIT_ECHO_S = 5.0
 #: Labels of the plain fit that estimates the model's own error for the weights (multi-rater
 #: projects only): the exact leave-one-out path, bounded in cost.
 WEIGHT_SAMPLE = 1000
+#: Tasks from which storing up to ``client.SINGLE_PREDICTIONS`` predictions one by one is cheaper for
+#: Label Studio than one import request (docs/performance.md).
+BIG_PROJECT = 1000
 #: Hosts remembered per project for signing its webhooks (a /setup's Host header is the client's to
 #: choose: bounded).
 MAX_HOSTS = 8
@@ -617,9 +620,12 @@ class MOSService:
     def _publish(self, client: LabelStudioClient, tasks: list[dict[str, Any]], tag: ScoreTag, state: ProjectState,
                  predictor: Predictor) -> None:
         """Store the new model's prediction for every unrated task in Label Studio, make it the
-        project's model version and delete this backend's older versions: the stream, the Data
-        Manager's columns and its sorting then show the current model without asking /predict
-        (which Label Studio does once per task and version, and not at all after an empty answer).
+        project's model version and delete this backend's older versions but the one it replaces:
+        the stream, the Data Manager's columns and its sorting then show the current model without
+        asking /predict (which Label Studio does once per task and version, and not at all after an
+        empty answer). The replaced version stays until the next store because a rater may have one
+        of its predictions open: Label Studio refuses a submit whose prediction was deleted (400
+        "parent_prediction ... does not exist"), and the rating would be lost.
         A failure is logged and shown under /status; the next retrain publishes again."""
         started = time.perf_counter()
         project_id, version = state.project_id, state.model_version
@@ -632,11 +638,13 @@ class MOSService:
                                                                   version)}
                       for row, index in enumerate(found.ok)]
             _order_for_the_stream(stored, [unrated[index] for index in found.ok])
+        replaced = (self._published.get(project_id) or {}).get("model_version")
         try:
             if stored:  # Label Studio refuses a model version that no prediction carries
-                client.import_predictions(project_id, stored)
+                # one request per prediction costs less than one import request on a big project only
+                client.import_predictions(project_id, stored, one_by_one=len(tasks) >= BIG_PROJECT)
                 client.set_model_version(project_id, version)
-            old = [v for v in client.model_versions(project_id) if v != version and _is_ours(v)]
+            old = [v for v in client.model_versions(project_id) if v not in (version, replaced) and _is_ours(v)]
             for previous in old:
                 client.delete_model_version(project_id, previous)
         except LabelStudioError as exc:

@@ -101,12 +101,14 @@ def test_seed_annotate_learn_predict_export(stack: Stack) -> None:
     assert labels[str(first)]["mos"] == pytest.approx(sum(rated[first]) / 2) and labels[str(first)]["n"] == 2
 
     # The backend stored the new model's prediction of every unrated task in Label Studio and made
-    # it the project's model version (Data Manager columns and sorting); older versions are gone.
+    # it the project's model version (Data Manager columns and sorting); of the older versions only
+    # the one it replaced is left (a rater may have one of its predictions open).
     unrated = {t.id for t in tasks} - set(rated)
     assert trained["published"]["model_version"] == version, trained
     stored = client.predictions(project_id)
-    assert {p["model_version"] for p in stored} == {version}, {p["model_version"] for p in stored}
-    assert sorted(p["task"] for p in stored) == sorted(unrated)
+    versions = {p["model_version"] for p in stored}
+    assert version in versions and len(versions) <= 2, versions
+    assert sorted(p["task"] for p in stored if p["model_version"] == version) == sorted(unrated)
     assert trained["published"]["tasks"] == len(unrated)
     assert client.get_project(project_id).model_version == version
 

@@ -50,7 +50,8 @@ def test_train_predict_and_reload_after_restart(config, dataset) -> None:
 
 def test_every_retrain_stores_its_predictions_of_the_unrated_tasks(config, dataset) -> None:
     """What /predict would answer, stored in Label Studio for every unrated task, as the project's
-    model version; the previous version's predictions are deleted, others' kept."""
+    model version; the version it replaces stays until the next store (a rater may have one of its
+    predictions open), older ones of this backend are deleted, others' kept."""
     from ml_backend.labelstudio import rate_next
     from ml_backend.labelstudio.label_config import read_confidence
 
@@ -84,10 +85,14 @@ def test_every_retrain_stores_its_predictions_of_the_unrated_tasks(config, datas
     studio.tasks = [rate(t, 50) for t in tasks[:6]] + tasks[6:]
     assert service.train(PROJECT).model_version == "ridge-v2"
     assert service.wait_idle(60)  # the publisher stores the new version's predictions
-    assert {p["model_version"] for p in studio.predictions} == {"ridge-v2", "someone-else"}
+    assert {p["model_version"] for p in studio.predictions} == {"ridge-v2", "ridge-v1", "someone-else"}
     assert sorted(p["task"] for p in studio.predictions if p["model_version"] == "ridge-v2") == sorted(
         t["id"] for t in tasks[6:])
     assert studio.model_version == "ridge-v2"
+    studio.tasks = [rate(t, 50) for t in tasks[:7]] + tasks[7:]
+    assert service.train(PROJECT).model_version == "ridge-v3"
+    assert service.wait_idle(60)
+    assert {p["model_version"] for p in studio.predictions} == {"ridge-v3", "ridge-v2", "someone-else"}
 
 
 def test_a_failed_publish_keeps_the_new_model_and_says_why(config, dataset) -> None:
@@ -97,7 +102,7 @@ def test_a_failed_publish_keeps_the_new_model_and_says_why(config, dataset) -> N
     app, service = make_app(config, [rate(t, 40 + i) for i, t in enumerate(tasks[:4])] + tasks[4:])
     studio = service._client_factory
 
-    def refuse(self, project_id, predictions):
+    def refuse(self, project_id, predictions, one_by_one=False):
         raise LabelStudioError("Label Studio at http://localhost:8080 refused to import predictions: HTTP 500")
 
     studio.import_predictions = refuse
