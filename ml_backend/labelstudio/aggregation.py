@@ -148,6 +148,8 @@ def aggregate_ratings(tasks: Iterable[dict[str, Any]], tag: ScoreTag, screening:
                       ) -> dict[int, RatingStats]:
     """task id -> its MOS; tasks without an accepted rating are left out."""
     return screen_tasks(tasks, tag, screening, params, reader=reader).ratings()
+
+
 def _defined(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 

@@ -63,8 +63,8 @@ class TrainingQueue:
             self._thread.join(timeout=5)
 
     def request(self, project_id: int, force: bool = True) -> bool:
-        """Queue a retrain (now, even if a retry was scheduled later); False when one for this
-        project is already waiting or the queue is full."""
+        """Queue a retrain (now, even if a retry was scheduled later; after the project's pause);
+        False when one for this project is already waiting or the queue is full."""
         with self._cond:
             start = max(time.monotonic(), self._rest_until.get(project_id, 0.0))
             self._retrying.discard(project_id)
