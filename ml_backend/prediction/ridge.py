@@ -16,7 +16,7 @@ from ..features.standardise import Standardiser
 from ..registry import check_int
 from .base import Images
 from .knn import KNNPredictor
-from .prior import resolve_prior
+from .prior import QualityPrior, resolve_prior
 from .ridge_solvers import NormalMatrix, best_alpha, dual_solve, gram_eigen, loo_residuals, matched_rows
 
 PRIOR_MODES = ("mean", "feature")
@@ -103,10 +103,9 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         resolve_prior(self.prior)  # a missing or broken file fails here
         return self
 
-    def _with_prior(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``X`` as the regression sees it, and the prior's prediction (None without a prior).
+    def _with_prior(self, X: np.ndarray, prior: QualityPrior | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``X`` as the regression sees it, and ``prior``'s prediction (None without a prior).
         As a feature, the prior is one more column, weighted ``PRIOR_WEIGHT`` by the scaler."""
-        prior = resolve_prior(self.prior, X.shape[1])
         if prior is None:
             return X, None
         p = prior.predict(X)
@@ -139,7 +138,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             if warm.changed + max(len(added), len(removed)) <= REFRESH_FRACTION * self.n_labels_:
                 return self._fit_warm(warm, X, y, ids, w, (same_new, same_old, added, removed))
         raw = X
-        X, prior = self._with_prior(X)
+        X, prior = self._with_prior(X, resolve_prior(self.prior, X.shape[1]))
         self.prior_scale_, self.prior_offset_ = 0.0, 0.0
         if prior is not None and self.prior_mode == "mean":
             self.prior_scale_, self.prior_offset_ = _calibrate(prior, y, w)
@@ -217,7 +216,8 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         same_new, same_old, added, removed = matched
         n = len(y)
         appending = len(removed) == 0 and len(same_new) == len(warm.ids) and np.array_equal(same_new, same_old)
-        new_rows = self._with_prior(X[added])[0]
+        prior = resolve_prior(self.prior, X.shape[1])
+        new_rows = self._with_prior(X[added], prior)[0]
         new_standardised = warm.scaler.transform(new_rows)
         new_norms = np.einsum("ij,ij->i", new_standardised, new_standardised, dtype=np.float64)
 
@@ -232,7 +232,6 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         kept_rows = grown(warm.rows, new_rows)
         standardised, norms = grown(warm.standardised, new_standardised), grown(warm.norms, new_norms)
         rows = kept_rows.array
-        prior = resolve_prior(self.prior, X.shape[1])
         self.prior_scale_, self.prior_offset_ = 0.0, 0.0
         if prior is not None and self.prior_mode == "mean":
             p = prior.predict(X)
@@ -264,7 +263,8 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
     def _predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictions, and ``X`` as the regression sees it."""
         check_is_fitted(self, "coef_")
-        X, prior = self._with_prior(validate_data(self, X, reset=False))
+        X = validate_data(self, X, reset=False)
+        X, prior = self._with_prior(X, resolve_prior(self.prior, X.shape[1]))
         return self.scaler_.transform(X) @ self.coef_ + self.y_mean_ + self._offset(prior), X
 
     def predict(self, X: np.ndarray, *, images: Images = None) -> np.ndarray:

@@ -368,6 +368,32 @@ def test_signed_webhooks_are_applied_from_their_payload_and_unsigned_ones_fetch_
     assert fetched == [tasks[4]["id"]] * 2
 
 
+def test_only_the_first_hosts_a_setup_names_are_remembered_for_signing(config, dataset) -> None:
+    """A /setup's Host header is the client's to choose: the backend remembers at most MAX_HOSTS
+    per project, so a flood of invented hosts neither grows its memory nor gets webhooks there signed."""
+    import dataclasses
+
+    from ml_backend.labelstudio.webhooks import WEBHOOK_HEADER
+    from ml_backend.service.service import MAX_HOSTS
+
+    _, tasks = dataset
+    app, service = make_app(dataclasses.replace(config, webhook_wait=60),
+                            [rate(t, 50 + i) for i, t in enumerate(tasks[:3])] + tasks[3:])
+    studio = service._client_factory
+    hosts = [f"backend-{i}:9090" for i in range(MAX_HOSTS + 3)]
+    studio.webhooks_list = [{"id": i, "url": f"http://{host}/webhook", "headers": {}} for i, host in enumerate(hosts)]
+    client = app.test_client()
+    for host in hosts:
+        assert client.post("/setup", json=setup_body(), headers={"Host": host}).status_code == 200
+    assert service.wait_idle(60)
+    studio.tasks = [rate(t, 50 + i) for i, t in enumerate(tasks[:4])] + tasks[4:]
+    rated = {"action": "ANNOTATION_CREATED", "task": {"id": tasks[3]["id"]}, "project": {"id": PROJECT}}
+    assert client.post("/webhook", json=rated).json["status"] == "trained"  # a retrain signs the new hosts
+    signed = [WEBHOOK_HEADER in hook["headers"] for hook in studio.webhooks_list]
+    assert signed == [True] * MAX_HOSTS + [False] * 3
+    assert len(service._hosts[PROJECT]) == MAX_HOSTS
+
+
 def _three_rated_and_counting_exports(config, tasks, **settings):
     """A backend (webhooks answered once trained) on a project with 3 rated tasks, set up and
     caught up (the full export), and the list that each later full export appends to."""
