@@ -51,8 +51,8 @@ def build_parser(config: Config) -> argparse.ArgumentParser:
         "folder, predict the rest. Every setting is an environment variable (`mos-annotator settings`).",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (_serve, _seed, _export, _report, _predict, _evaluate, _train_prior, _sample, _settings, _quickstart,
-                _benchmark):
+    for add in (_serve, _seed, _features, _export, _report, _predict, _evaluate, _train_prior, _sample, _settings,
+                _quickstart, _benchmark):
         add(commands, config)
     return parser
 
@@ -230,6 +230,53 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
             print(f"  {' ~ '.join(names[:6])}{f' ... ({len(names)} images)' if len(names) > 6 else ''}")
         if len(report.near_duplicates) > 10:
             print(f"  ... and {len(report.near_duplicates) - 10} more groups")
+    return 0
+
+
+# --- features --------------------------------------------------------------------------------
+def _features(commands: argparse._SubParsersAction, config: Config) -> None:
+    parser = _command(
+        commands, "features", "fill the feature cache for a folder ahead of time (here or on a Ray cluster)",
+        "Compute the CNN features of every image in FOLDER into the feature cache (MOS_CACHE_DIR), so that "
+        "seed, evaluate and the backend only look them up. Images already there cost a hash; an interrupted "
+        "run resumes. With --ray, Ray Data reads the files and one actor per worker computes and stores "
+        "them: every node must see FOLDER and the cache at the same path (docs/cluster.md).", run_features)
+    parser.add_argument("folder", type=Path, help="image folder (searched recursively)")
+    _feature_options(parser, config)
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run on Ray: a cluster's address (e.g. auto, or host:6379 from `ray start --head`), "
+                        "or none for a local one")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="Ray actors, one backbone and one thread each (default: the cores here, or the "
+                        "cluster's CPUs but one)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run_features(args: argparse.Namespace, config: Config) -> int:
+    from .features.images import list_images
+    from .features.precompute import extract_locally, extract_with_ray
+
+    config = _with_features(config, args)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    paths, skipped = list_images(args.folder)
+    if args.ray is None:
+        report = extract_locally(paths, config, progress=not args.no_progress)
+        where = "this process"
+    else:
+        report = extract_with_ray(paths, config, args.workers, args.ray or None, progress=not args.no_progress)
+        where = f"Ray, {report.workers} worker(s)"
+    rate = report.n_computed / report.seconds if report.seconds > 0 else 0.0
+    print(f"features:         {report.n_images} of {len(paths)} images in the cache {config.cache_dir} "
+          f"({report.n_computed} computed now, {report.n_images - report.n_computed} already there) in "
+          f"{report.seconds:.1f} s ({where}; {rate:.1f} img/s computed)")
+    unusable = {**skipped, **report.failed}
+    if unusable:
+        print(f"skipped:          {len(unusable)} file(s)")
+        root = args.folder.resolve()
+        for path, reason in sorted(unusable.items()):
+            name = path.resolve().relative_to(root) if path.resolve().is_relative_to(root) else path
+            print(f"  {name}: {reason}")
     return 0
 
 
@@ -591,10 +638,10 @@ def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
                         help="also write and read back this many synthetic vectors in the feature store (e.g. "
                         "1000000: 8 GB of temporary disk)")
     system.add_argument("--selection-rows", type=int, default=0,
-                        help="also run faiss-kmeans on this many synthetic float16 rows memory-mapped from disk "
-                        "(e.g. 1000000: 8 GB of temporary disk)")
+                        help="also run faiss-kmeans and faiss-ted on this many synthetic float16 rows memory-mapped "
+                        "from disk (e.g. 1000000: 8 GB of temporary disk)")
     system.add_argument("--skip", nargs="*", default=[],
-                        choices=["extraction", "seed", "latency", "predict", "retrain", "selection"])
+                        choices=["extraction", "ray", "seed", "latency", "predict", "retrain", "selection"])
     similarity = parser.add_argument_group("similarity suite")
     similarity.add_argument("--queries", type=int, default=20, help="measured queries per setting")
     similarity.add_argument("--size", type=int, default=256, help="comparison size")

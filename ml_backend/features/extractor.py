@@ -13,6 +13,7 @@ disk is hashed again, so it gets new features.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,15 +56,23 @@ class FeatureSet:
     """Features of the images that could be read, in input order, plus what failed and why."""
 
     paths: list[Path]
-    features: np.ndarray  # [len(paths), dim] float32
+    features: np.ndarray  # [len(paths), dim] float32 (``extract_to_file``: a float16 memory map)
     failed: dict[Path, str] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)  # content hash of each path (equal = same bytes)
+    n_computed: int = 0  # vectors this run computed (the others came from the cache)
 
 
 class _Prepared(NamedTuple):
     key: str
     cached: np.ndarray | None  # set on a cache hit...
     tensor: Tensor | None  # ...otherwise the preprocessed image
+
+
+class Encoded(NamedTuple):
+    """A file ``extract_encoded`` put in the cache: its content key, and whether it computed it."""
+
+    key: str
+    computed: bool
 
 
 class _Pending(NamedTuple):
@@ -125,10 +134,13 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _decode_workers() -> int:
+def _decode_workers(beside_onnx: bool = False) -> int:
     """Decode threads only on the cores torch's threads leave free: a decode thread on a busy core
-    stalls the network's parallel sections, so decoding inline is faster there (docs/performance.md)."""
-    return min(4, max(0, (os.cpu_count() or 1) - torch.get_num_threads()))
+    stalls the network's parallel sections, so decoding inline is faster there. ONNX Runtime's
+    threads do not spin-wait, so one decode thread beside them fills their gaps instead (both
+    measured: docs/performance.md)."""
+    free = min(4, max(0, (os.cpu_count() or 1) - torch.get_num_threads()))
+    return max(free, 1) if beside_onnx else free
 
 
 def _prefetch(
@@ -199,16 +211,19 @@ class FeatureExtractor:
         keys: dict[int, str] = {}
         failed: dict[Path, str] = {}
         pending: dict[tuple[int, ...], list[_Pending]] = defaultdict(list)
+        computed = 0
 
         def flush(shape: tuple[int, ...]) -> None:
+            nonlocal computed
             batch = pending.pop(shape)
+            computed += len(batch)
             rows = self._forward([p.tensor for p in batch])
             for item, row in zip(batch, rows, strict=True):
                 vectors[item.index] = row
                 self._store(item.key, row)
             bar.update(len(batch))
 
-        workers = _decode_workers()
+        workers = _decode_workers(self.graphs is not None)
         with (
             tqdm(total=len(paths), desc="features", unit="img", disable=not progress) as bar,
             ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers else _InlineExecutor() as pool,
@@ -239,7 +254,35 @@ class FeatureExtractor:
         done = sorted(vectors)
         features = np.stack([vectors[i] for i in done]) if done else np.empty((0, self.dim))
         return FeatureSet([paths[i] for i in done], features.astype(np.float32, copy=False), failed,
-                          [keys[i] for i in done])
+                          [keys[i] for i in done], computed)
+
+    def extract_to_file(self, paths: Sequence[Path | str], folder: Path | str | None = None,
+                        progress: bool = True, chunk: int = 4096) -> FeatureSet:
+        """``extract`` for folders whose features do not fit in memory: ``features`` is a float16
+        memory map (what the cache stores, 8 KB per image for the default backbone) of an
+        anonymous file in ``folder`` (default: the system's temporary folder), which goes away
+        with the map. Computed ``chunk`` images at a time, so memory stays flat."""
+        paths = [Path(p) for p in paths]
+        kept: list[Path] = []
+        keys: list[str] = []
+        failed: dict[Path, str] = {}
+        computed = 0
+        if folder is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        handle = tempfile.TemporaryFile(dir=folder, prefix="mos-features-")
+        with handle, tqdm(total=len(paths), desc="features", unit="img", disable=not progress) as bar:
+            for start in range(0, len(paths), chunk):
+                part = self.extract(paths[start : start + chunk], progress=False)
+                handle.write(np.ascontiguousarray(part.features, dtype=np.float16).tobytes())
+                kept += part.paths
+                keys += part.keys
+                failed.update(part.failed)
+                computed += part.n_computed
+                bar.update(min(chunk, len(paths) - start))
+            handle.flush()
+            features = (np.memmap(handle, dtype=np.float16, mode="r", shape=(len(kept), self.dim)) if kept
+                        else np.empty((0, self.dim), dtype=np.float16))
+        return FeatureSet(kept, features, failed, keys, computed)
 
     def extract_one(self, path: Path | str, as_stored: bool = False) -> np.ndarray:
         """Feature vector of one image; ImageReadError.
@@ -298,9 +341,37 @@ class FeatureExtractor:
                 if self._key_locks.get(key) is lock:
                     del self._key_locks[key]
 
+    def extract_encoded(self, files: Sequence[tuple[Path | str, bytes]]) -> list[Encoded | ImageReadError]:
+        """For files someone else has read (a Ray read task): each one's content key once its
+        vector is in the cache, or why it cannot be used. Cache hits cost the hash; misses run in
+        batches of one image shape, as ``extract``'s do."""
+        results: list[Encoded | ImageReadError] = []
+        pending: dict[tuple[int, ...], list[_Pending]] = defaultdict(list)
+        for index, (path, data) in enumerate(files):
+            try:
+                if len(data) > self.max_bytes:
+                    raise ImageReadError(path, f"{len(data)} bytes, over the limit "
+                                         f"MOS_MAX_IMAGE_BYTES={self.max_bytes}")
+                prepared = self._prepare_data(Path(path), data)
+            except ImageReadError as exc:
+                results.append(exc)
+                continue
+            results.append(Encoded(prepared.key, prepared.tensor is not None))
+            if prepared.tensor is not None:
+                pending[tuple(prepared.tensor.shape)].append(_Pending(index, prepared.key, prepared.tensor))
+        for shape, group in pending.items():
+            step = self._batch_limit(shape)
+            for start in range(0, len(group), step):
+                batch = group[start : start + step]
+                for item, row in zip(batch, self._forward([p.tensor for p in batch]), strict=True):
+                    self._store(item.key, row)
+        return results
+
     def _prepare(self, path: Path) -> _Prepared:
         """Runs in the decode threads: read once, hash, and decode only on a cache miss."""
-        data = read_image_bytes(path, self.max_bytes)
+        return self._prepare_data(path, read_image_bytes(path, self.max_bytes))
+
+    def _prepare_data(self, path: Path, data: bytes) -> _Prepared:
         key = content_key(data)
         cached = self.cache.get(key) if self.cache is not None else None
         if cached is not None and cached.shape == (self.dim,):

@@ -27,6 +27,9 @@ from .task_images import local_files_url
 MODES = ("blind", "suggest")
 #: Folders up to this size get the structure analysis in the seed summary.
 MAX_STRUCTURE = 20_000
+#: Beyond this many images the features are a float16 memory map beside the feature cache, not
+#: float32 in memory (16 KB per image: 16 GB for a million; the map costs page cache only).
+IN_MEMORY = 100_000
 
 
 def selector_params(selector: str, n_select: int | None = None, seed: int = 0, eps: float | None = None,
@@ -127,7 +130,10 @@ def seed_project(client: LabelStudioClient, options: SeedOptions) -> SeedReport:
         else:  # a link to elsewhere: Label Studio serves only files under the folder's storage
             skipped_paths[path] = "links outside the image folder (Label Studio would not serve it)"
     _check_gold(gold, [path.relative_to(folder).as_posix() for path in paths], options.gold, folder)
-    features = extractor.extract(paths, progress=options.progress)
+    if len(paths) > IN_MEMORY:
+        features = extractor.extract_to_file(paths, options.features.cache_dir, progress=options.progress)
+    else:
+        features = extractor.extract(paths, progress=options.progress)
     skipped = {str(p.relative_to(folder)): why for p, why in {**skipped_paths, **features.failed}.items()}
     if not features.paths:
         raise SeedError(f"none of the {len(found)} images in {folder} could be read")

@@ -12,6 +12,7 @@ SELECTORS: Registry[Selector] = Registry("selector", {
     "ted": "ml_backend.selection.ted:TEDSelector",
     "kmeans": "ml_backend.selection.kmeans:KMeansSelector",
     "faiss-kmeans": "ml_backend.selection.faiss_kmeans:FaissKMeansSelector",
+    "faiss-ted": "ml_backend.selection.faiss_ted:FaissTEDSelector",
     "dbscan": "ml_backend.selection.dbscan:DBSCANSelector",
     "kcenter": "ml_backend.selection.kcenter:KCenterSelector",
     "random": "ml_backend.selection.random:RandomSelector",

@@ -55,31 +55,36 @@ class TEDSelector(BaseEstimator):
     def fit(self, X: np.ndarray, y: None = None) -> TEDSelector:
         self.check_params()
         Z = embed(X, self.random_state, self.n_components).astype(np.float64)
-        k = min(int(self.n_select), len(Z))
-        # In feature space, with B = (mu I + sum of z z^T over picks)^-1 and S = Z^T Z, the
-        # residual kernel column of row i has squared norm n_i = z_i^T B S B z_i and its diagonal
-        # is mu q_i with q_i = z_i^T B z_i, so the score is n_i / (1 + q_i) up to a constant.
-        # A rank-one (Sherman-Morrison) update of B updates n and q in O(N r).
-        mu = float(self.mu)
-        S = Z.T @ Z
-        B = np.eye(Z.shape[1]) / mu
-        q = np.einsum("ij,ij->i", Z, Z) / mu
-        n = np.einsum("ij,ij->i", Z @ S, Z) / mu**2
-        available = np.ones(len(Z), dtype=bool)
-        chosen: list[int] = []
-        while len(chosen) < k:
-            # Masking chosen rows keeps picks distinct even among duplicate images.
-            pick = int(np.argmax(np.where(available, n / (1.0 + q), -np.inf)))
-            chosen.append(pick)
-            available[pick] = False
-            u = B @ Z[pick]
-            c = 1.0 + Z[pick] @ u
-            Su = S @ u
-            a = Z @ u
-            n -= 2.0 * a * (Z @ (B @ Su)) / c - a**2 * (u @ Su) / c**2
-            q -= a**2 / c
-            B -= np.outer(u, u) / c
+        chosen = ted_picks(Z, min(int(self.n_select), len(Z)), float(self.mu))
         self.selected_ = np.array(chosen, dtype=int)
         self.labels_ = nearest(Z, self.selected_)
         self.n_clusters_ = len(chosen)
         return self
+
+
+def ted_picks(Z: np.ndarray, k: int, mu: float, weights: np.ndarray | None = None) -> list[int]:
+    """The greedy design's first ``k`` rows of ``Z``. ``weights``: how many images each row
+    stands for (a coreset's cluster sizes), counted in what the picks must explain."""
+    # In feature space, with B = (mu I + sum of z z^T over picks)^-1 and S = Z^T W Z, the
+    # residual kernel column of row i has (weighted) squared norm n_i = z_i^T B S B z_i and its
+    # diagonal is mu q_i with q_i = z_i^T B z_i, so the score is n_i / (1 + q_i) up to a
+    # constant. A rank-one (Sherman-Morrison) update of B updates n and q in O(N r).
+    S = Z.T @ Z if weights is None else (Z * weights[:, None]).T @ Z
+    B = np.eye(Z.shape[1]) / mu
+    q = np.einsum("ij,ij->i", Z, Z) / mu
+    n = np.einsum("ij,ij->i", Z @ S, Z) / mu**2
+    available = np.ones(len(Z), dtype=bool)
+    chosen: list[int] = []
+    while len(chosen) < k:
+        # Masking chosen rows keeps picks distinct even among duplicate images.
+        pick = int(np.argmax(np.where(available, n / (1.0 + q), -np.inf)))
+        chosen.append(pick)
+        available[pick] = False
+        u = B @ Z[pick]
+        c = 1.0 + Z[pick] @ u
+        Su = S @ u
+        a = Z @ u
+        n -= 2.0 * a * (Z @ (B @ Su)) / c - a**2 * (u @ Su) / c**2
+        q -= a**2 / c
+        B -= np.outer(u, u) / c
+    return chosen

@@ -11,8 +11,8 @@ import pytest
 from ml_backend.dev.local_stack import free_port
 from tests.helpers import REPO, run_command
 
-SUBCOMMANDS = ["serve", "seed", "export", "report", "predict", "evaluate", "train-prior", "sample", "settings",
-               "quickstart", "benchmark"]
+SUBCOMMANDS = ["serve", "seed", "features", "export", "report", "predict", "evaluate", "train-prior", "sample",
+               "settings", "quickstart", "benchmark"]
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

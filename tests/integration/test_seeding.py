@@ -86,6 +86,31 @@ def test_the_mode_sets_what_raters_see_and_the_stream_starts_with_the_representa
         seed_project(client, options(folder, tmp_path, mode="loud"))
 
 
+def test_a_folder_beyond_the_in_memory_limit_is_seeded_from_a_float16_memory_map(
+        folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``IN_MEMORY`` images the features stay on disk (float16, as the cache stores them):
+    the same representatives, in the same order, as from memory."""
+    import numpy as np
+
+    from ml_backend.labelstudio import seeding
+
+    in_memory = seed_project(RecordingLabelStudio(), options(folder, tmp_path))
+    fitted = []
+    original = seeding.SELECTORS.create
+
+    def recording(name, params):
+        selector = original(name, params)
+        fit = selector.fit
+        selector.fit = lambda X, y=None: fitted.append(X) or fit(X)
+        return selector
+
+    monkeypatch.setattr(seeding, "IN_MEMORY", 5)
+    monkeypatch.setattr(seeding.SELECTORS, "create", recording)
+    on_disk = seed_project(RecordingLabelStudio(), options(folder, tmp_path))
+    assert isinstance(fitted[0], np.memmap) and fitted[0].dtype == np.float16 and fitted[0].shape[0] == 13
+    assert on_disk.representatives == in_memory.representatives and on_disk.n_imported == 13
+
+
 def test_near_duplicates_by_perceptual_hash_are_reported(folder: Path, tmp_path: Path) -> None:
     """A recompressed, resized copy is a near-duplicate of its source; another picture is not."""
     import numpy as np

@@ -5,6 +5,7 @@ from ml_backend.selection import SELECTORS, dbscan, embedding
 from ml_backend.selection.dbscan import DBSCANSelector
 from ml_backend.selection.embedding import embed
 from ml_backend.selection.faiss_kmeans import FaissKMeansSelector
+from ml_backend.selection.faiss_ted import FaissTEDSelector
 from ml_backend.selection.kcenter import KCenterSelector
 from ml_backend.selection.kmeans import KMeansSelector
 from ml_backend.selection.random import RandomSelector
@@ -33,7 +34,7 @@ def test_embed_is_unit_norm_and_at_most_64_dims() -> None:
 
 @pytest.mark.parametrize(
     "selector", [KMeansSelector(), DBSCANSelector(), KCenterSelector(), RandomSelector(), TEDSelector(),
-                 FaissKMeansSelector()]
+                 FaissKMeansSelector(), FaissTEDSelector()]
 )
 def test_empty_input_is_a_clear_error(selector) -> None:
     with pytest.raises(ValueError, match="no images to select from"):
@@ -310,3 +311,28 @@ def test_faiss_kmeans_reads_a_float16_memory_map_in_blocks_like_the_array(tmp_pa
         bad = X[keep].astype(np.float16)
         bad[-1, 3] = np.inf
         FaissKMeansSelector(n_select=4).fit(bad)
+
+
+def test_faiss_ted_is_ted_up_to_its_coreset_size_and_covers_the_blobs_beyond() -> None:
+    """Up to ``coreset`` rows the design runs on every row: ``ted``'s picks in the same
+    64-dimensional embedding. Beyond, on cluster members weighted by cluster size, it still
+    picks one image per blob, and every row is labelled with its nearest pick."""
+    X, truth = blobs(sizes=(300, 200, 150, 100))
+    small = FaissTEDSelector(n_select=8).fit(X[:150])
+    assert list(small.selected_) == list(TEDSelector(n_select=8, n_components=64).fit(X[:150]).selected_)
+    keep = truth >= 0
+    selector = FaissTEDSelector(n_select=4, coreset=40).fit(X[keep])
+    assert sorted(truth[keep][selector.selected_]) == [0, 1, 2, 3]
+    assert all(selector.labels_[index] == cluster for cluster, index in enumerate(selector.selected_))
+    np.testing.assert_array_equal(truth[keep][selector.selected_][selector.labels_], truth[keep])
+    with pytest.raises(ValueError, match="coreset must be at least n_select"):
+        FaissTEDSelector(n_select=50, coreset=40).fit(X)
+
+
+def test_faiss_ted_reads_a_float16_memory_map(tmp_path, monkeypatch) -> None:
+    X, truth = blobs(sizes=(300, 200, 150, 100))
+    keep = truth >= 0
+    np.save(tmp_path / "rows.npy", X[keep].astype(np.float16))
+    monkeypatch.setattr(embedding, "PCA_SAMPLE", 250)
+    picks = FaissTEDSelector(n_select=4, coreset=40).fit(np.load(tmp_path / "rows.npy", mmap_mode="r")).selected_
+    assert sorted(truth[keep][picks]) == [0, 1, 2, 3]
