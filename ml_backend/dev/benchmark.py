@@ -4,8 +4,8 @@ Extraction throughput per backbone (cold, cached, model alone, beside a CPU-boun
 seed end to end against a real Label Studio, annotation -> new model latency with real processes,
 /predict latency over HTTP against a real backend process, retrain time, selection time and peak
 memory, backend peak memory, ``features --ray`` with 1 and 2 workers, and (``--store-vectors``)
-the feature store at scale. Everything
-runs in a temporary folder on 127.0.0.1; the image folder is read in place.
+the feature store at scale. Everything runs in a temporary folder on 127.0.0.1; the image folder
+is read in place.
 
     mos-annotator benchmark              # full run
     mos-annotator benchmark --quick      # fewer repetitions, no 100k DBSCAN
