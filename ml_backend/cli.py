@@ -275,8 +275,8 @@ def run_features(args: argparse.Namespace, config: Config) -> int:
         print(f"skipped:          {len(unusable)} file(s)")
         root = args.folder.resolve()
         for path, reason in sorted(unusable.items()):
-            name = path.resolve().relative_to(root) if path.resolve().is_relative_to(root) else path
-            print(f"  {name}: {reason}")
+            resolved = path.resolve()
+            print(f"  {resolved.relative_to(root) if resolved.is_relative_to(root) else path}: {reason}")
     return 0
 
 

@@ -521,6 +521,20 @@ def selection_file_child(name: str, path: str) -> None:
                       "selected": len(selector.selected_)}))
 
 
+def selection_run(case: str, call: str, timeout: float) -> dict[str, Any] | None:
+    """Run ``call`` (a child function of this module) in its own process and return the JSON it
+    prints last; on timeout, a row saying so and None."""
+    child = f"from ml_backend.dev.benchmark import selection_child, selection_file_child; {call}"
+    try:
+        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=timeout,
+                             check=True)
+    except subprocess.TimeoutExpired:
+        add("selection", case, f"did not finish within {timeout:.0f} s")
+        return None
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def bench_selection_file(n: int, folder: Path, timeout: float) -> None:
     """``faiss-kmeans`` and ``faiss-ted`` on ``n`` synthetic rows written to disk as float16
     (``n`` x 8 KB), each in its own process."""
@@ -535,17 +549,10 @@ def bench_selection_file(n: int, folder: Path, timeout: float) -> None:
     try:
         for name in ("faiss-kmeans", "faiss-ted"):
             case = f"{name} (n_select=100), {n:,} x {FEATURE_DIM} float16, memory-mapped from disk"
-            child = ("from ml_backend.dev.benchmark import selection_file_child; "
-                     f"selection_file_child({name!r}, {str(path)!r})")
-            try:
-                out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=timeout,
-                                     check=True)
-            except subprocess.TimeoutExpired:
-                add("selection", case, f"did not finish within {timeout:.0f} s")
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            add("selection", case, f"{r['seconds']:.1f} s, peak {r['anon_mb'] / 1024:.2f} GB of its own memory "
-                f"(and {r['file_mb'] / 1024:.2f} GB of the file's pages resident), {r['selected']} picked")
+            r = selection_run(case, f"selection_file_child({name!r}, {str(path)!r})", timeout)
+            if r is not None:
+                add("selection", case, f"{r['seconds']:.1f} s, peak {r['anon_mb'] / 1024:.2f} GB of its own memory "
+                    f"(and {r['file_mb'] / 1024:.2f} GB of the file's pages resident), {r['selected']} picked")
     finally:
         path.unlink()
 
@@ -557,16 +564,10 @@ def bench_selection(sizes: list[int], skip: set[tuple[str, int]], timeout: float
             if (name, n) in skip:
                 add("selection", case, "skipped (--quick)")
                 continue
-            try:
-                child = f"from ml_backend.dev.benchmark import selection_child; selection_child({name!r}, {n})"
-                out = subprocess.run([sys.executable, "-c", child],
-                                     capture_output=True, text=True, timeout=timeout, check=True)
-            except subprocess.TimeoutExpired:
-                add("selection", case, f"did not finish within {timeout:.0f} s")
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            add("selection", case, f"{r['seconds']:.1f} s, peak {r['peak_mb'] / 1024:.2f} GB "
-                f"(of which input + interpreter {r['base_mb'] / 1024:.2f} GB), {r['selected']} picked")
+            r = selection_run(case, f"selection_child({name!r}, {n})", timeout)
+            if r is not None:
+                add("selection", case, f"{r['seconds']:.1f} s, peak {r['peak_mb'] / 1024:.2f} GB "
+                    f"(of which input + interpreter {r['base_mb'] / 1024:.2f} GB), {r['selected']} picked")
 
 
 # --- main ---------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ..config import DEFAULTS, Config
 from ..errors import ImageReadError
 from .backbones import Backbone, get_backbone
 from .cache import FeatureCache, as_stored, content_key, stored_form
-from .images import decode_image, read_image_bytes
+from .images import check_size, decode_image, read_image_bytes
 from .onnx_graphs import OnnxGraphs
 from .onnx_graphs import available as onnx_available
 from .threads import ThreadGovernor
@@ -256,29 +256,34 @@ class FeatureExtractor:
         return FeatureSet([paths[i] for i in done], features.astype(np.float32, copy=False), failed,
                           [keys[i] for i in done], computed)
 
+    def extract_chunks(self, paths: Sequence[Path | str], chunk: int, progress: bool = True) -> Iterator[FeatureSet]:
+        """``extract`` ``chunk`` images at a time, one progress bar for all: memory stays flat
+        however many images there are."""
+        paths = [Path(p) for p in paths]
+        with tqdm(total=len(paths), desc="features", unit="img", disable=not progress) as bar:
+            for start in range(0, len(paths), chunk):
+                yield self.extract(paths[start : start + chunk], progress=False)
+                bar.update(min(chunk, len(paths) - start))
+
     def extract_to_file(self, paths: Sequence[Path | str], folder: Path | str | None = None,
                         progress: bool = True, chunk: int = 4096) -> FeatureSet:
         """``extract`` for folders whose features do not fit in memory: ``features`` is a float16
         memory map (what the cache stores, 8 KB per image for the default backbone) of an
         anonymous file in ``folder`` (default: the system's temporary folder), which goes away
-        with the map. Computed ``chunk`` images at a time, so memory stays flat."""
-        paths = [Path(p) for p in paths]
+        with the map."""
         kept: list[Path] = []
         keys: list[str] = []
         failed: dict[Path, str] = {}
         computed = 0
         if folder is not None:
             Path(folder).mkdir(parents=True, exist_ok=True)
-        handle = tempfile.TemporaryFile(dir=folder, prefix="mos-features-")
-        with handle, tqdm(total=len(paths), desc="features", unit="img", disable=not progress) as bar:
-            for start in range(0, len(paths), chunk):
-                part = self.extract(paths[start : start + chunk], progress=False)
+        with tempfile.TemporaryFile(dir=folder, prefix="mos-features-") as handle:
+            for part in self.extract_chunks(paths, chunk, progress):
                 handle.write(np.ascontiguousarray(part.features, dtype=np.float16).tobytes())
                 kept += part.paths
                 keys += part.keys
                 failed.update(part.failed)
                 computed += part.n_computed
-                bar.update(min(chunk, len(paths) - start))
             handle.flush()
             features = (np.memmap(handle, dtype=np.float16, mode="r", shape=(len(kept), self.dim)) if kept
                         else np.empty((0, self.dim), dtype=np.float16))
@@ -349,9 +354,7 @@ class FeatureExtractor:
         pending: dict[tuple[int, ...], list[_Pending]] = defaultdict(list)
         for index, (path, data) in enumerate(files):
             try:
-                if len(data) > self.max_bytes:
-                    raise ImageReadError(path, f"{len(data)} bytes, over the limit "
-                                         f"MOS_MAX_IMAGE_BYTES={self.max_bytes}")
+                check_size(path, len(data), self.max_bytes)
                 prepared = self._prepare_data(Path(path), data)
             except ImageReadError as exc:
                 results.append(exc)

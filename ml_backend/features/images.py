@@ -63,6 +63,20 @@ def list_images(folder: Path | str) -> tuple[list[Path], dict[Path, str]]:
     return images, skipped
 
 
+def check_size(path: Path | str, size: int, max_bytes: int) -> None:
+    """ImageReadError when ``size`` bytes exceed ``max_bytes`` (``MOS_MAX_IMAGE_BYTES``)."""
+    if size > max_bytes:
+        raise ImageReadError(path, f"{size} bytes, over the limit MOS_MAX_IMAGE_BYTES={max_bytes}")
+
+
+def check_file(path: Path | str, info: os.stat_result, max_bytes: int) -> None:
+    """ImageReadError unless ``info`` is a regular file within ``max_bytes``: a FIFO or device
+    would block a read or never end."""
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageReadError(path, "not a regular file")
+    check_size(path, info.st_size, max_bytes)
+
+
 def read_image_bytes(path: Path | str, max_bytes: int = DEFAULTS.max_image_bytes) -> bytes:
     """The file's content; read once, then used both for the cache key and for decoding.
 
@@ -75,13 +89,12 @@ def read_image_bytes(path: Path | str, max_bytes: int = DEFAULTS.max_image_bytes
         raise ImageReadError(path, "file not found") from None
     except OSError as exc:
         raise ImageReadError(path, exc.strerror or str(exc)) from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
+    try:
+        check_file(path, os.fstat(fd), max_bytes)  # before fdopen, which refuses a directory on its own terms
+    except ImageReadError:
         os.close(fd)
-        raise ImageReadError(path, "not a regular file")
+        raise
     with os.fdopen(fd, "rb") as handle:
-        if info.st_size > max_bytes:
-            raise ImageReadError(path, f"{info.st_size} bytes, over the limit MOS_MAX_IMAGE_BYTES={max_bytes}")
         try:
             data = handle.read(max_bytes + 1)
         except OSError as exc:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import ConfigError, ImageReadError
+from .images import check_file
 
 #: Images per batch handed to a Ray actor (a few MB of encoded files).
 BATCH = 16
@@ -67,14 +67,11 @@ def _readable(paths: Sequence[Path], max_bytes: int) -> tuple[list[Path], dict[P
     failed: dict[Path, str] = {}
     for path in paths:
         try:
-            info = os.stat(path)
+            check_file(path, os.stat(path), max_bytes)
         except OSError as exc:
             failed[path] = exc.strerror or str(exc)
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            failed[path] = "not a regular file"
-        elif info.st_size > max_bytes:
-            failed[path] = f"{info.st_size} bytes, over the limit MOS_MAX_IMAGE_BYTES={max_bytes}"
+        except ImageReadError as exc:
+            failed[path] = exc.reason
         else:
             ok.append(path)
     return ok, failed
@@ -84,20 +81,14 @@ def extract_locally(paths: Sequence[Path], config: Config, progress: bool = True
     """Vectors of ``paths`` into ``config``'s feature store, in this process."""
     if config.cache_dir is None:
         raise ConfigError("features writes to the feature store: set MOS_CACHE_DIR (or --cache-dir)")
-    from tqdm import tqdm
-
     from .extractor import FeatureExtractor
 
     started = time.perf_counter()
-    extractor = FeatureExtractor.from_config(config)
     failed: dict[Path, str] = {}
     computed = 0
-    with tqdm(total=len(paths), desc="features", unit="img", disable=not progress) as bar:
-        for start in range(0, len(paths), CHUNK):
-            result = extractor.extract(paths[start : start + CHUNK], progress=False)
-            failed.update(result.failed)
-            computed += result.n_computed
-            bar.update(min(CHUNK, len(paths) - start))
+    for part in FeatureExtractor.from_config(config).extract_chunks(paths, CHUNK, progress):
+        failed.update(part.failed)
+        computed += part.n_computed
     return ExtractionReport(len(paths) - len(failed), computed, failed, time.perf_counter() - started, 1)
 
 

@@ -37,10 +37,7 @@ class FaissKMeansSelector(CountSelector):
         check_int("n_init", self.n_init, 1)
         check_int("n_iter", self.n_iter, 1)
         check_int("max_points_per_centroid", self.max_points_per_centroid, 1)
-        try:
-            import faiss  # noqa: F401
-        except ImportError:
-            raise ConfigError("the faiss-kmeans selector needs FAISS: pip install faiss-cpu") from None
+        require_faiss("faiss-kmeans")
         return self
 
     def fit(self, X: np.ndarray, y: None = None) -> FaissKMeansSelector:
@@ -54,6 +51,14 @@ class FaissKMeansSelector(CountSelector):
         chosen = [int(row) for row in nearest_members(self.labels_, distance)]
         self.selected_ = np.array(farthest_first(Z, chosen, k) if len(chosen) < k else chosen, dtype=int)
         return self
+
+
+def require_faiss(selector: str) -> None:
+    """ConfigError when FAISS is not installed (it is an extra): checked before any work."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"the {selector} selector needs FAISS: pip install faiss-cpu") from None
 
 
 def faiss_clusters(Z: np.ndarray, k: int, n_iter: int, n_init: int, seed: int,

@@ -8,7 +8,7 @@ from ..errors import ConfigError
 from ..registry import check_int
 from .base import CountSelector, relabel_by_size
 from .embedding import embed
-from .faiss_kmeans import faiss_clusters, nearest_members, nearest_rows
+from .faiss_kmeans import faiss_clusters, nearest_members, nearest_rows, require_faiss
 from .ted import MU, ted_picks
 
 
@@ -42,10 +42,7 @@ class FaissTEDSelector(CountSelector):
             raise ConfigError(f"mu must be positive, got {self.mu!r}")
         if self.coreset < self.n_select:
             raise ConfigError(f"coreset must be at least n_select ({self.n_select}), got {self.coreset}")
-        try:
-            import faiss  # noqa: F401
-        except ImportError:
-            raise ConfigError("the faiss-ted selector needs FAISS: pip install faiss-cpu") from None
+        require_faiss("faiss-ted")
         return self
 
     def fit(self, X: np.ndarray, y: None = None) -> FaissTEDSelector:
