@@ -34,8 +34,16 @@ def export_only_label_studio(tasks: list[dict[str, Any]], label_config: str | No
         # What the backend publishes is kept on the class: ``.predictions``, ``.model_version``.
         def import_predictions(self, project_id: int, predictions: list[dict[str, Any]],
                                one_by_one: bool = False) -> int:
-            ExportOnlyLabelStudio.predictions.extend(predictions)
+            stored = ExportOnlyLabelStudio.predictions
+            stored.extend({**item, "id": len(stored) + i + 1} for i, item in enumerate(predictions))
             return len(predictions)
+
+        def task_predictions(self, task_id: int) -> list[dict[str, Any]]:
+            return [p for p in ExportOnlyLabelStudio.predictions if p["task"] == task_id]
+
+        def update_prediction(self, prediction_id: int, result: list[dict[str, Any]], score: float) -> None:
+            found = next(p for p in ExportOnlyLabelStudio.predictions if p.get("id") == prediction_id)
+            found.update(result=result, score=score)
 
         def set_model_version(self, project_id: int, version: str) -> None:
             ExportOnlyLabelStudio.model_version = version

@@ -219,6 +219,15 @@ class LabelStudioClient:
             created += int(getattr(response, "created", 0) or 0)
         return created
 
+    def task_predictions(self, task_id: int) -> list[dict[str, Any]]:
+        """Every prediction of one task (id, model_version, result, score)."""
+        return list(self._raw("GET", "api/predictions/", "read a task's predictions", params={"task": task_id}) or [])
+
+    def update_prediction(self, prediction_id: int, result: list[dict[str, Any]], score: float) -> None:
+        """Replace a stored prediction's result and score (its task and model version stay)."""
+        self._raw("PATCH", f"api/predictions/{prediction_id}/", "update a prediction",
+                  {"result": result, "score": score})
+
     @_translate("set the project's model version")
     def set_model_version(self, project_id: int, version: str) -> None:
         """The version whose predictions the Data Manager columns and the labelling stream show."""

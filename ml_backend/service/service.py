@@ -91,6 +91,12 @@ WEIGHT_SAMPLE = 1000
 #: Tasks from which storing up to ``client.SINGLE_PREDICTIONS`` predictions one by one is cheaper for
 #: Label Studio than one import request (docs/performance.md).
 BIG_PROJECT = 1000
+#: Tasks at the head of the stream whose stored suggestion each retrain refreshes while the full
+#: store waits for its pause: Label Studio hands out the first unlocked of the lowest scores (one of
+#: the first raters + 1 with several raters), so this covers four raters at once.
+FRONT = 5
+#: Lowest-score tasks of a store remembered for those refreshes (rated ones drop out).
+FRONT_KEPT = 100
 #: Hosts remembered per project for signing its webhooks (a /setup's Host header is the client's to
 #: choose: bounded).
 MAX_HOSTS = 8
@@ -121,6 +127,8 @@ class MOSService:
         self._caught_up: set[int] = set()
         self._unknown_logged: set[int] = set()
         self._published: dict[int, dict[str, Any]] = {}  # project -> what the last publish did
+        #: project -> (version of its last store, [(queue score, task id)] lowest first, task id -> prediction id)
+        self._front: dict[int, tuple[str, list[tuple[float, int]], dict[int, int]]] = {}
         self._quality: dict[int, dict[str, Any] | None] = {}  # project -> leave-one-out agreement
         self._train_lock = threading.Lock()
         # What the last retrain read from Label Studio, and what webhooks said changed since.
@@ -143,12 +151,16 @@ class MOSService:
         # own thread, for the newest model of the project, so the next rating's retrain never
         # waits for it (repeated requests merge: a version already replaced is not stored).
         self.publisher = TrainingQueue(self._publish_current, name="mos-publisher", pause=config.publish_pause)
+        # While that store waits for its pause, the suggestions the next raters will see are
+        # rewritten with the newest model (suggest mode; ``_refresh_front``).
+        self.refresher = TrainingQueue(self._refresh_front, name="mos-refresher")
 
     def start(self) -> None:
         """Start training, and catch up every saved project with Label Studio (annotations made
         while the backend was down) where the settings say how to reach it."""
         self.trainer.start()
         self.publisher.start()
+        self.refresher.start()
         # Let a running retrain or publish finish before the interpreter exits: torch's thread
         # pools torn down under a thread still inside them abort the process.
         atexit.register(self.stop)
@@ -160,6 +172,7 @@ class MOSService:
         """Stop the retrain and publish threads, waiting a few seconds for their current job."""
         self.trainer.stop()
         self.publisher.stop()
+        self.refresher.stop()
 
     # --- resources -------------------------------------------------------------------------
     @property
@@ -425,15 +438,18 @@ class MOSService:
         log.info("webhook %s: retrain of project %s %s", event.action, event.project_id,
                  "queued" if queued else "already queued")
         # the retrain, and the storing of its predictions unless MOS_PUBLISH_PAUSE holds that back
+        # (then the refresh of the suggestions at the head of the stream)
         deadline = time.monotonic() + self.config.webhook_wait
         done = self.config.webhook_wait > 0 and self.trainer.wait_idle(self.config.webhook_wait) and \
-            self.publisher.wait_idle(max(0.0, deadline - time.monotonic()), due_only=True)
+            self.publisher.wait_idle(max(0.0, deadline - time.monotonic()), due_only=True) and \
+            self.refresher.wait_idle(max(0.0, deadline - time.monotonic()))
         return {"status": "trained" if done else "queued", "action": event.action, "project": event.project_id}
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds in all for the retrains and then their publishing."""
         deadline = time.monotonic() + timeout
-        return self.trainer.wait_idle(timeout) and self.publisher.wait_idle(max(0.0, deadline - time.monotonic()))
+        return (self.trainer.wait_idle(timeout) and self.publisher.wait_idle(max(0.0, deadline - time.monotonic()))
+                and self.refresher.wait_idle(max(0.0, deadline - time.monotonic())))
 
     def status(self) -> dict[str, Any]:
         """What each loaded project's model knows, whether a retrain is running, and the last
@@ -459,7 +475,8 @@ class MOSService:
                 }
                 for pid, m in self._models.items()
             }
-        return {"training": not (self.trainer.wait_idle(0) and self.publisher.wait_idle(0)), "projects": projects}
+        busy = not (self.trainer.wait_idle(0) and self.publisher.wait_idle(0) and self.refresher.wait_idle(0))
+        return {"training": busy, "projects": projects}
 
     def versions(self) -> dict[str, Any]:
         with self._models_lock:
@@ -538,6 +555,8 @@ class MOSService:
         )
         if predictor is not None and self.config.publish == "on":
             self.publisher.request(project_id)
+            if tag.suggestion:
+                self.refresher.request(project_id)
         return state
 
     def _publish_current(self, project_id: int, force: bool = True) -> None:
@@ -550,6 +569,48 @@ class MOSService:
             return
         self._publish(self.client(project_id), list(cached[0].values()), parse_label_config(model.state.label_config),
                       model.state, model.predictor)
+
+    def _refresh_front(self, project_id: int, force: bool = True) -> None:
+        """While the project's next store waits (for ``MOS_PUBLISH_PAUSE`` on big projects, or for
+        the store in progress), rewrite the stored suggestions of the ``FRONT`` unrated tasks the
+        stream hands out next with the current model, in place: Label Studio asks /predict only for
+        tasks without a prediction of the project's model version, so the rater would otherwise see
+        the stored model's value. Their queue scores (the order) and model version stay the
+        store's until the next store."""
+        model = self.model(project_id, create=False)
+        with self._cache_lock:
+            front = self._front.get(project_id)
+            cached = self._task_cache.get(project_id)
+        if (model is None or model.predictor is None or front is None or cached is None
+                or front[0] == model.state.model_version or not self.publisher.waiting(project_id)):
+            return
+        stored_version, queue, prediction_ids = front
+        head = [(score, task_id) for score, task_id in queue
+                if str(task_id) not in model.state.labels and task_id in cached[0]][:FRONT]
+        tag = parse_label_config(model.state.label_config)
+        found = self._features([_reference(cached[0][task_id], tag.data_key) for _, task_id in head])
+        if not found.ok:
+            return
+        values, confidence = model.predictor.predict_with_confidence(found.matrix, images=found.paths)
+        client = self.client(project_id)
+        updated = 0
+        try:
+            for row, index in enumerate(found.ok):
+                score, task_id = head[index]
+                if task_id not in prediction_ids:
+                    ids = [p["id"] for p in client.task_predictions(task_id)
+                           if p.get("model_version") == stored_version]
+                    if not ids:
+                        continue
+                    prediction_ids[task_id] = ids[0]
+                result = tag.prediction_result(float(values[row]), float(confidence[row]), model.state.model_version)
+                client.update_prediction(prediction_ids[task_id], result, score)
+                updated += 1
+        except LabelStudioError as exc:
+            log.warning("project %s: suggestions at the head of the stream not refreshed: %s", project_id, exc)
+            return
+        log.info("project %s: %d suggestions at the head of the stream now from %s (stored: %s)", project_id,
+                 updated, model.state.model_version, stored_version)
 
     def _same_config(self, event: WebhookEvent) -> bool:
         """A PROJECT_UPDATED that leaves the label config as the last retrain read it: Label
@@ -654,6 +715,9 @@ class MOSService:
         elapsed = round((time.perf_counter() - started) * 1000)
         self._published[project_id] = {"model_version": version, "tasks": len(stored), "ms": elapsed,
                                        "unreadable": len(found.errors)}
+        with self._cache_lock:
+            queue = sorted((item["score"], item["task"]) for item in stored)[:FRONT_KEPT]
+            self._front[project_id] = (version, queue, {})
         log.info("project %s: stored %d predictions of %s in Label Studio in %d ms (%d older versions deleted)",
                  project_id, len(stored), version, elapsed, len(old))
 

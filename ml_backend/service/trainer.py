@@ -93,6 +93,12 @@ class TrainingQueue:
                 return self._cond.wait_for(lambda: not self._due() and not self._busy, timeout)
             return self._cond.wait_for(lambda: self._pending.keys() <= self._retrying and not self._busy, timeout)
 
+    def waiting(self, project_id: int) -> bool:
+        """A run of this project is queued and has not started (held by its pause, or behind
+        the run in progress)."""
+        with self._cond:
+            return project_id in self._pending
+
     def _due(self) -> list[int]:
         now = time.monotonic()
         return [pid for pid, (_, not_before) in self._pending.items() if not_before <= now]

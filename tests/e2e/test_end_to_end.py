@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,62 @@ def test_report_writes_every_plot_for_a_rated_project(stack: Stack) -> None:
         assert (out / name).stat().st_size > 5000, name  # a drawn plot, not an empty canvas
     page = (out / "index.html").read_text()
     assert all(f'src="{name}"' in page for name in PLOTS) and "rated by people" in page
+
+
+def test_while_the_full_store_waits_the_head_of_the_stream_shows_the_newest_model(stack: Stack) -> None:
+    """A backend whose full stores are held back (MOS_PUBLISH_PAUSE, as on a big project) rewrites,
+    through Label Studio's API, the suggestions of the tasks the stream hands out next."""
+    from ml_backend.dev.local_stack import free_port, start_backend
+    from ml_backend.service.service import FRONT
+
+    # the next store waits 60 times the first one's duration: seconds, long after the refresh
+    env = {**stack.backend_env, "MOS_PUBLISH_PAUSE": "60", "MOS_STATE_DIR": str(stack.root / "state-held")}
+    backend = start_backend(env, free_port(), stack.root / "logs" / "backend-held.log")
+    try:
+        seeded = stack.run("seed", str(stack.images), "--url", stack.ls_url, "--api-key", stack.token,
+                           "--document-root", str(stack.document_root), "--backend-url", backend.url,
+                           "--no-progress", "--title", "E2E held store", "-n", "3", "--mode", "suggest")
+        assert seeded.returncode == 0, seeded.stderr
+        client = stack.client()
+        project_id = client.find_project("E2E held store")
+        tasks = sorted(client.tasks(project_id), key=lambda t: t.id)
+
+        def until(found, what: str, timeout: float = 120):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                project = requests.get(f"{backend.url}/status", timeout=5).json()["projects"].get(str(project_id))
+                value = found(project) if project else None
+                if value:
+                    return value
+                time.sleep(0.5)
+            raise AssertionError(f"{what}: {project}")
+
+        stack.api("POST", f"/api/tasks/{tasks[0].id}/annotations",
+                  json={"result": number_result(70), "was_cancelled": False})
+        stored_version = until(lambda p: p["n_labels"] == 1 and (p["published"] or {}).get("model_version")
+                               == p["model_version"] and p["model_version"], "no model stored after a rating")
+        queue = sorted((p["score"], p["task"]) for p in client.predictions(project_id)
+                       if p["model_version"] == stored_version)
+        head = [task for _, task in queue[1:FRONT + 1]]
+        stack.api("POST", f"/api/tasks/{queue[0][1]}/annotations",
+                  json={"result": number_result(30), "was_cancelled": False})
+
+        def refreshed(project: dict):
+            newest = project["model_version"]
+            if project["n_labels"] != 2 or newest == stored_version:
+                return None
+            now = {p["task"]: p for p in client.predictions(project_id) if p["model_version"] == stored_version}
+            return (newest, now) if all(f"model {newest}:" in json.dumps(now[task]["result"]) for task in head) \
+                else None
+
+        newest, now = until(refreshed, "the head of the stream kept the stored model's suggestions", 60)
+        # the full store is still held back: the stored version, its order, the rest of its suggestions
+        assert client.get_project(project_id).model_version == stored_version
+        assert all(now[task]["score"] == score for score, task in queue)
+        assert all(f"model {stored_version}:" in json.dumps(now[task]["result"]) for _, task in queue[FRONT + 1:])
+        # what the rater is handed next carries the newest model's suggestion
+        following = stack.api("GET", f"/api/projects/{project_id}/next").json()
+        assert following["id"] == queue[1][1]
+        assert f"model {newest}:" in json.dumps(following.get("predictions"))
+    finally:
+        backend.stop()

@@ -7,12 +7,22 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from ml_backend.config import Config
-from tests.helpers import NUMBER_CONFIG, PROJECT, RATING_CONFIG, make_app, predict_body, rate, setup_body
+from tests.helpers import (
+    NUMBER_CONFIG,
+    PROJECT,
+    RATING_CONFIG,
+    SUGGEST_CONFIG,
+    make_app,
+    predict_body,
+    rate,
+    setup_body,
+)
 
 
 def test_untrained_backend_answers_without_predictions(config, dataset) -> None:
@@ -112,6 +122,34 @@ def test_a_failed_publish_keeps_the_new_model_and_says_why(config, dataset) -> N
     project = client.get("/status").json["projects"][str(PROJECT)]
     assert project["model_version"] == "ridge-v1" and "HTTP 500" in project["published"]["error"]
     assert client.post("/setup", json=setup_body()).json == {"model_version": "ridge-v1"}
+
+
+def test_while_the_store_waits_the_next_suggestions_come_from_the_newest_model(config, dataset) -> None:
+    """Big projects: MOS_PUBLISH_PAUSE holds the next full store back, so the head of the stream
+    (the lowest queue scores) gets the newest model's suggestion in place, order and version kept."""
+    from ml_backend.service.service import FRONT
+
+    _, tasks = dataset
+    app, service = make_app(replace(config, publish_pause=1e6), [rate(t, 30 + 5 * i) for i, t in enumerate(tasks[:4])]
+                            + tasks[4:], SUGGEST_CONFIG)
+    studio = service._client_factory
+    app.test_client().post("/setup", json=setup_body(SUGGEST_CONFIG))
+    assert service.trainer.wait_idle(60) and service.publisher.wait_idle(60, due_only=True)
+    assert service.refresher.wait_idle(60) and studio.model_version == "ridge-v1"
+    queue = sorted((p["score"], p["task"]) for p in studio.predictions)
+    before = {p["task"]: (p["score"], json.dumps(p["result"])) for p in studio.predictions}
+    assert all("ridge-v1" in text for _, text in before.values())
+
+    rated = queue[0][1]  # the rater took the head of the stream
+    studio.tasks = [rate(t, 90) if t["id"] == rated else t for t in studio.tasks]
+    assert service.train(PROJECT).model_version == "ridge-v2"
+    assert service.refresher.wait_idle(60) and service.publisher.waiting(PROJECT)  # the full store is held back
+    assert studio.model_version == "ridge-v1" and {p["model_version"] for p in studio.predictions} == {"ridge-v1"}
+    after = {p["task"]: (p["score"], json.dumps(p["result"])) for p in studio.predictions}
+    head = [task for _, task in queue[1:FRONT + 1]]
+    assert all("ridge-v2" in after[task][1] and after[task][0] == before[task][0] for task in head)
+    assert all(after[task] == before[task] for _, task in queue[FRONT + 1:])  # the rest waits for the store
+    assert after[rated] == before[rated]
 
 
 def test_webhook_retrains_in_background_and_bumps_version(config, dataset) -> None:
