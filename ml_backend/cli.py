@@ -626,8 +626,9 @@ def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
         "HTTP, retrain, selection time and memory, on ../shared/data/clive-dev (generated images when "
         "absent). similarity: LPIPS / SSIM / MS-SSIM pairs per second and the cost of scoring a project.",
         run_benchmark_command)
-    parser.add_argument("--suite", choices=("system", "similarity", "onnx"), default="system",
-                        help="what to measure (onnx: EfficientNet-Lite0 through ONNX Runtime beside PyTorch)")
+    parser.add_argument("--suite", choices=("system", "similarity", "onnx", "gpu"), default="system",
+                        help="what to measure (onnx: EfficientNet-Lite0 through ONNX Runtime beside PyTorch; gpu: "
+                        "EfficientNet-Lite0 on a CUDA device in float32, channels-last and float16)")
     system = parser.add_argument_group("system suite")
     system.add_argument("--quick", action="store_true", help="1 repetition, 100 predict requests, no DBSCAN at 100k")
     system.add_argument("--images", type=int, default=400, help="images for efficientnet_lite0 extraction")
@@ -649,7 +650,12 @@ def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
 
 
 def run_benchmark_command(args: argparse.Namespace, config: Config) -> int:
-    if args.suite == "onnx":
+    if args.suite == "gpu":
+        from .dev.benchmark import CLIVE
+        from .dev.benchmark_gpu import run_gpu_benchmark
+
+        run_gpu_benchmark(CLIVE)
+    elif args.suite == "onnx":
         from .dev.benchmark import CLIVE
         from .dev.benchmark_onnx import run_onnx_benchmark
 

@@ -146,3 +146,16 @@ def test_onnx_runtime_gives_the_pytorch_features_to_1e_3(tmp_path, capsys) -> No
     table = capsys.readouterr().out
     difference = float(re.search(r"largest feature difference \| ([0-9.e+-]+)", table).group(1))
     assert difference <= 1e-3 and "onnxruntime |" in table, table
+
+
+def test_the_gpu_suite_runs_every_variant_and_checks_it_against_the_cpu_features(tmp_path, capsys) -> None:
+    """benchmark --suite gpu, on the CPU here (no CUDA device in CI): every variant prints a row;
+    float32 reproduces the reference exactly and channels-last within the tolerance."""
+    import re
+
+    from ml_backend.dev.benchmark_gpu import TOLERANCE, run_gpu_benchmark
+
+    run_gpu_benchmark(tmp_path / "no-photos", n_images=2, batch=2, reps=1, device="cpu")
+    rows = dict(re.findall(r"^\| ([a-z0-9 ,-]+) \| [0-9.]+ \| ([0-9.e+-]+) \|", capsys.readouterr().out, re.M))
+    assert len(rows) == 4, rows
+    assert float(rows["float32"]) == 0.0 and float(rows["float32, channels-last"]) <= TOLERANCE
