@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,11 @@ class Config:
         "onnxruntime", "MOS_RUNTIME",
         "How the backbone runs on CPU: onnxruntime (one graph exported per image shape once it has "
         "enough images, kept beside the feature cache; PyTorch for the rest) or pytorch.")
+    device: str = setting(
+        "cpu", "MOS_DEVICE",
+        "Where the backbone runs: cpu, or cuda / cuda:N (a CUDA GPU, in float32 with TF32 off so that "
+        "its features match the CPU's the cache and the prior hold; MOS_RUNTIME then does not apply). "
+        "Check a GPU first with `mos-annotator benchmark --suite gpu`.")
     torch_threads: int = setting(
         0, "MOS_TORCH_THREADS",
         "Torch CPU threads for feature extraction; 0: the cores other processes leave free, re-measured "
@@ -152,6 +158,8 @@ class Config:
             raise ConfigError(f"MOS_PUBLISH_PAUSE must be a number >= 0, got {self.publish_pause!r}")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"MOS_RUNTIME must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if not re.fullmatch(r"cpu|cuda(:\d{1,2})?", self.device):
+            raise ConfigError(f"MOS_DEVICE must be cpu, cuda or cuda:N, got {self.device!r}")
         for name, value in (("MOS_PUBLISH", self.publish), ("MOS_CERTAINTY_WEIGHTS", self.certainty_weights)):
             if value not in ("on", "off"):
                 raise ConfigError(f"{name} must be on or off, got {value!r}")

@@ -56,6 +56,7 @@ def run_gpu_benchmark(photos: Path, n_images: int = 256, batch: int = 32, reps: 
     on_device = net.to(device)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True  # one shape: let cuDNN pick its fastest kernels
+        torch.backends.cudnn.allow_tf32 = False  # as MOS_DEVICE=cuda runs float32 (features/extractor.py)
 
     def variant(channels_last: bool, autocast: bool) -> Callable[[], np.ndarray]:
         layout = torch.channels_last if channels_last else torch.contiguous_format

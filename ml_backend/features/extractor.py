@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..config import DEFAULTS, Config
-from ..errors import ImageReadError
+from ..errors import ConfigError, ImageReadError
 from .backbones import Backbone, get_backbone
 from .cache import FeatureCache, as_stored, content_key, stored_form
 from .images import check_size, decode_image, read_image_bytes
@@ -143,6 +143,18 @@ def _decode_workers(beside_onnx: bool = False) -> int:
     return max(free, 1) if beside_onnx else free
 
 
+def _usable(device: torch.device) -> torch.device:
+    """``device``, checked to exist here; on a GPU with cuDNN's TF32 convolutions off (PyTorch's
+    default is on), so that the features stay the float32 ones the CPU, the cache and the prior hold."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"MOS_DEVICE={device}: no CUDA device here (torch.cuda.is_available() is False)")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(f"MOS_DEVICE={device}: this machine has {torch.cuda.device_count()} CUDA devices")
+        torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
 def _prefetch(
     pool: Executor, fn: Callable[[T], R], items: Iterable[T], depth: int
 ) -> Iterator[Future[R]]:
@@ -171,15 +183,18 @@ class FeatureExtractor:
         backbone_params: dict[str, Any] | None = None,
         memory_vectors: int = MEMORY_VECTORS,
         runtime: str = DEFAULTS.runtime,
+        device: str = DEFAULTS.device,
     ) -> None:
         self.threads = ThreadGovernor(num_threads or None)  # None or 0: the cores free, re-measured
+        self.device = torch.device(device)
         if isinstance(backbone, str):
             backbone = get_backbone(backbone, backbone_params)
-        self.backbone = backbone
+        self.backbone = backbone.to(_usable(self.device))
         # ONNX Runtime keeps its graphs beside the cache; without a cache folder, or without the
-        # package, PyTorch runs everything.
+        # package, or on a GPU, PyTorch runs everything.
         self.graphs = (OnnxGraphs(backbone, Path(cache_dir) / "onnx")
-                       if runtime == "onnxruntime" and cache_dir is not None and onnx_available() else None)
+                       if runtime == "onnxruntime" and cache_dir is not None and onnx_available()
+                       and self.device.type == "cpu" else None)
         self.max_side = max_side
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
@@ -198,7 +213,7 @@ class FeatureExtractor:
         return cls(config.backbone, cache_dir=config.cache_dir, max_side=config.max_side,
                    max_bytes=config.max_image_bytes, max_pixels=config.max_pixels,
                    num_threads=config.torch_threads or None, backbone_params=config.backbone_params(),
-                   runtime=config.runtime, **kwargs)
+                   runtime=config.runtime, device=config.device, **kwargs)
 
     @property
     def dim(self) -> int:
@@ -392,7 +407,7 @@ class FeatureExtractor:
         batch = torch.stack(tensors)
         rows = self.graphs.run(batch, threads) if self.graphs is not None else None
         if rows is None:
-            rows = self.backbone(batch).float().numpy()
+            rows = self.backbone(batch.to(self.device)).float().cpu().numpy()
         return np.stack([as_stored(row) for row in rows])
 
     def _store(self, key: str, vec: np.ndarray) -> None:

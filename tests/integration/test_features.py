@@ -3,8 +3,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from ml_backend.config import Config
+from ml_backend.errors import ConfigError
 from ml_backend.features import extractor as features_module
 from ml_backend.features.backbones import get_backbone
 from ml_backend.features.cache import FeatureCache, as_stored, content_key
@@ -302,3 +305,20 @@ def test_a_failing_export_falls_back_to_pytorch_once_and_says_why(tmp_path, monk
     reference = FeatureExtractor(runtime="pytorch").extract([paths["a.png"], paths["b.jpg"], paths["d.jpg"]], False)
     np.testing.assert_array_equal(features.features, reference.features)
     assert caplog.text.count("no tracer today") == 1
+
+
+def test_mos_device_is_checked_as_it_is_read() -> None:
+    assert Config.from_env({"MOS_DEVICE": "cuda:1"}).device == "cuda:1"
+    with pytest.raises(ConfigError, match="MOS_DEVICE must be cpu, cuda or cuda:N, got 'gpu'"):
+        Config.from_env({"MOS_DEVICE": "gpu"})
+
+
+def test_a_gpu_that_is_not_there_is_a_one_line_error(backbone, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"MOS_DEVICE=cuda: no CUDA device here"):
+        FeatureExtractor(backbone, device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="MOS_DEVICE=cuda:3: this machine has 1 CUDA devices"):
+        FeatureExtractor(backbone, device="cuda:3")
+    assert next(backbone.parameters()).device.type == "cpu"  # nothing was moved
