@@ -134,8 +134,9 @@ class Config:
         "enough images, kept beside the feature cache; PyTorch for the rest) or pytorch.")
     device: str = setting(
         "cpu", "MOS_DEVICE",
-        "Where the backbone runs: cpu, or cuda / cuda:N (a CUDA GPU, in float32 with TF32 off so that "
-        "its features match the CPU's the cache and the prior hold; MOS_RUNTIME then does not apply). "
+        "Where the backbone runs: cpu, or cuda / cuda:N (a CUDA GPU, in float32 with TF32 off, so that "
+        "its features match the CPU ones that the cache and the prior hold; MOS_RUNTIME then does not "
+        "apply). "
         "Check a GPU first with `mos-annotator benchmark --suite gpu`.")
     torch_threads: int = setting(
         0, "MOS_TORCH_THREADS",
