@@ -10,7 +10,7 @@ import pytest
 
 from ml_backend.config import Config
 from ml_backend.dev.sample_dataset import make_sample_dataset
-from ml_backend.features.extractor import FeatureExtractor
+from ml_backend.features.extractor import FeatureExtractor, FeatureSet
 from ml_backend.features.images import list_images
 from tests.helpers import run_command, shared_path
 
@@ -31,6 +31,13 @@ def _vectors(paths: list[Path], cache: Path) -> dict[Path, np.ndarray]:
     return dict(zip(result.paths, result.features, strict=True))
 
 
+def _assert_within_one_float16_step(cached: dict[Path, np.ndarray], fresh: FeatureSet) -> None:
+    """Each cached vector equals the fresh one up to one float16 step (at most 2**-10 of the value):
+    float32 results that differ in the last bits between processes may round to neighbouring float16."""
+    for path, row in zip(fresh.paths, fresh.features, strict=True):
+        np.testing.assert_allclose(cached[path], row, rtol=1e-3, atol=1e-3)
+
+
 def test_the_features_command_fills_the_cache_and_a_second_run_computes_nothing(folder: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = run_command("features", str(folder), "--cache-dir", str(cache), "--no-progress")
@@ -42,10 +49,7 @@ def test_the_features_command_fills_the_cache_and_a_second_run_computes_nothing(
     paths = list_images(folder)[0]
     fresh = FeatureExtractor(cache_dir=tmp_path / "other").extract(paths, progress=False)
     cached = _vectors(paths, cache)
-    # Both sides are stored as float16: a float32 difference in the last bits between processes
-    # may round to the neighbouring float16 (one step is 2**-10 of the value).
-    for path, row in zip(fresh.paths, fresh.features, strict=True):
-        np.testing.assert_allclose(cached[path], row, rtol=2e-3, atol=1e-3)
+    _assert_within_one_float16_step(cached, fresh)
 
 
 def test_bad_workers_and_a_missing_folder_are_one_line_errors(tmp_path: Path) -> None:
@@ -84,6 +88,5 @@ def test_two_ray_workers_store_the_features_this_process_computes(folder: Path, 
     readable = [p for p in sample if p.name != "broken.jpg"] + clive
     here = FeatureExtractor(cache_dir=tmp_path / "here-cache").extract(readable, progress=False)
     by_ray = _vectors(readable, config.cache_dir)
-    for path, row in zip(here.paths, here.features, strict=True):  # within one float16 step
-        np.testing.assert_allclose(by_ray[path], row, rtol=1e-3, atol=1e-3)
+    _assert_within_one_float16_step(by_ray, here)
     assert extract_with_ray(clive, config, workers=2, progress=False).n_computed == 0  # resumes
