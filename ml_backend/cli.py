@@ -445,8 +445,10 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
                         "every other configuration is paired with them (difference and standard error)")
     parser.add_argument("--labels", nargs="+", default=["oracle"], choices=LABEL_MODES,
                         help="oracle: the MOS; single: one simulated rater, mos + N(0, mos_std)")
-    parser.add_argument("--strategies", nargs="+", default=["upfront"], choices=STRATEGIES,
-                        help="upfront: the whole budget from the selector; active: half, then the least "
+    parser.add_argument("--strategies", nargs="+", default=["stream"], choices=STRATEGIES,
+                        help="stream (default): the product's order, the selector's MOS_REPRESENTATIVES "
+                        f"(now: {config.n_representatives}) first, then the least confident image after each "
+                        "refit; upfront: the whole budget from the selector; active: half, then the least "
                         "confident images in 4 rounds")
     parser.add_argument("--seeds", type=int, default=5, help="repetitions with different seeds (default %(default)s)")
     pools = parser.add_mutually_exclusive_group()
@@ -473,16 +475,18 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
 
     if args.rater_budgets:
         return _evaluate_rater_budgets(args, config)
-    default = (config.selector, config.predictor)
+    default = (config.selector, config.predictor, "stream")
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
                 strategies=args.strategies, seeds=args.seeds, subsample=args.subsample, pool=args.pool,
-                default=default, settings={name: config.params_for(name) for name in PREDICTORS.names()}).check()
+                default=default, settings={name: config.params_for(name) for name in PREDICTORS.names()},
+                representatives=config.n_representatives).check()
     dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
     started = time.perf_counter()
     trials = run_grid(features, dataset, grid, progress=lambda items: tqdm(items, desc="trials"))
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
              "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "pool": args.pool,
-             "default": {"selector": default[0], "predictor": default[1]},
+             "default": {"selector": default[0], "predictor": default[1], "strategy": default[2],
+                         "representatives": config.n_representatives},
              "settings": {name: {k: str(v) for k, v in params.items()} for name, params in grid.settings.items()},
              "command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started, 1)}
     subsampled = (f" (each on its own random pool of {args.pool} images)" if args.pool

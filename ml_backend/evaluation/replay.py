@@ -17,12 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from ..config import Config
 from ..errors import ConfigError, DatasetError
 from ..prediction import PREDICTORS
 from ..registry import Registry
 from ..selection import SELECTORS
 from . import LABEL_MODES, STRATEGIES
 from .metrics import all_metrics, srcc, terciles
+
+#: The seed's number of representatives when no setting says otherwise (``stream`` starts with them).
+REPRESENTATIVES: int = Config.__dataclass_fields__["n_representatives"].default
 
 
 @dataclass
@@ -165,11 +169,13 @@ def parse_spec(spec: str, registry: Registry[Any] = PREDICTORS) -> tuple[str, di
 def run_trial(
     X: np.ndarray, dataset: Dataset, selector: str, predictor: str, budget: int, seed: int,
     labels: str = "oracle", strategy: str = "upfront", rounds: int = 4,
-    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    settings: Mapping[str, Mapping[str, Any]] | None = None, representatives: int = REPRESENTATIVES,
 ) -> Trial:
     """One replay. ``selector`` and ``predictor`` are names or specs with parameters (``parse_spec``).
-    ``active``: half the budget up front, the rest in ``rounds`` rounds of the least confident
-    images (what an annotator sorting the Data Manager by prediction score would do).
+    ``upfront``: the selector picks the whole budget. ``stream``: what the product's label stream
+    does: the selector's ``representatives`` (the seed's), then one image at a time, the least
+    confident of the model refitted on every label so far. ``active``: half the budget up front,
+    the rest in ``rounds`` rounds of the least confident images.
     ``settings``: per predictor name, the parameters the product's settings give it (the spec's win)."""
     name, params = parse_spec(predictor)
     params = {**(settings or {}).get(name, {}), **params}
@@ -177,9 +183,10 @@ def run_trial(
     y = simulated_labels(dataset, labels, rng)
     if strategy == "upfront":
         labelled = select(X, selector, budget, seed)
-    elif strategy == "active":
-        labelled = select(X, selector, max(1, budget // 2), seed)
-        per_round = max(1, math.ceil((budget - len(labelled)) / rounds))
+    elif strategy in ("active", "stream"):
+        first = max(1, budget // 2) if strategy == "active" else min(budget, max(1, representatives))
+        labelled = select(X, selector, first, seed)
+        per_round = max(1, math.ceil((budget - len(labelled)) / rounds)) if strategy == "active" else 1
         while len(labelled) < budget:
             rest = np.setdiff1d(np.arange(len(X)), labelled)
             _, confidence = _fit_predict(name, params, dataset, X, y, labelled, rest)
@@ -207,10 +214,12 @@ class Grid:
     subsample: float = 1.0
     #: Each seed's own random pool of this many images (instead of ``subsample``).
     pool: int | None = None
-    #: The product's default (selector, predictor): rows marked default, and what others are paired with.
-    default: tuple[str, str] | None = None
+    #: The product's default (selector, predictor, strategy): rows marked default, and what others are paired with.
+    default: tuple[str, str, str] | None = None
     #: Per predictor name, what the settings in effect give it (``Config.params_for``), as serve would.
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: The seed's number of representatives (``MOS_REPRESENTATIVES``): where ``stream`` starts.
+    representatives: int = REPRESENTATIVES
 
     def check(self) -> Grid:
         """Every name and value is usable; fails before any work."""
@@ -256,5 +265,5 @@ def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
         features, replay = replays[seed]
         if budget < len(replay.paths):
             trials.append(run_trial(features, replay, selector, predictor, budget, seed, labels, strategy,
-                                    settings=grid.settings))
+                                    settings=grid.settings, representatives=grid.representatives))
     return trials

@@ -14,10 +14,12 @@ from ..errors import UserError
 from .metrics import CLASSES
 from .replay import Trial
 
+MARKERS = {"stream": "D", "upfront": "o", "active": "s"}
 
-def summarise(trials: Iterable[Trial], default: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+
+def summarise(trials: Iterable[Trial], default: tuple[str, str, str] | None = None) -> list[dict[str, Any]]:
     """Mean and standard deviation over seeds, per configuration and budget; ``default`` (selector,
-    predictor) marks the product's default configuration's rows."""
+    predictor, strategy) marks the product's default configuration's rows."""
     groups: dict[tuple, list[Trial]] = defaultdict(list)
     for trial in trials:
         groups[(*trial.config, trial.budget)].append(trial)
@@ -25,7 +27,7 @@ def summarise(trials: Iterable[Trial], default: tuple[str, str] | None = None) -
     for (selector, predictor, labels, strategy, budget), group in sorted(groups.items()):
         row: dict[str, Any] = {"selector": selector, "predictor": predictor, "labels": labels,
                                "strategy": strategy, "budget": budget, "seeds": len(group),
-                               "default": (selector, predictor) == default}
+                               "default": (selector, predictor, strategy) == default}
         names = list(group[0].metrics) + ["confidence_srcc"]
         for name in names:
             values = np.array([t.confidence_srcc if name == "confidence_srcc" else t.metrics[name] for t in group])
@@ -53,16 +55,23 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def paired(trials: Iterable[Trial], default: tuple[str, str], metric: str = "srcc") -> list[dict[str, Any]]:
+def paired(trials: Iterable[Trial], default: tuple[str, str, str], metric: str = "srcc") -> list[dict[str, Any]]:
     """Each configuration against the default on the same seeds (same pool, same labels): the
     mean paired difference of ``metric``, its standard error, and whether it is a gain or a loss
-    (beyond two standard errors) or neither."""
+    (beyond two standard errors) or neither. When the default's strategy was not run, each
+    strategy's trials pair with the default selector and predictor in that strategy."""
     trials = list(trials)
-    base = {(t.labels, t.strategy, t.budget, t.seed): t for t in trials if (t.selector, t.predictor) == default}
+    within = default[2] not in {t.strategy for t in trials}
+
+    def key(t: Trial) -> tuple:
+        return (t.labels, t.strategy if within else default[2], t.budget, t.seed)
+
+    base = {key(t): t for t in trials
+            if (t.selector, t.predictor) == default[:2] and (within or t.strategy == default[2])}
     diffs: dict[tuple, list[float]] = defaultdict(list)
     for t in trials:
-        reference = base.get((t.labels, t.strategy, t.budget, t.seed))
-        if (t.selector, t.predictor) != default and reference is not None:
+        reference = base.get(key(t))
+        if reference is not None and reference is not t:
             diffs[(t.selector, t.predictor, t.labels, t.strategy, t.budget)].append(
                 t.metrics[metric] - reference.metrics[metric])
     rows = []
@@ -75,18 +84,20 @@ def paired(trials: Iterable[Trial], default: tuple[str, str], metric: str = "src
             verdict = "gain" if mean > 2 * se else "loss" if mean < -2 * se else "within 2 SE"
         rows.append({"selector": selector, "predictor": predictor, "labels": labels, "strategy": strategy,
                      "budget": budget, "metric": metric, "seeds": len(values), "difference": mean, "se": se,
-                     "verdict": verdict})
+                     "verdict": verdict,
+                     "against": f"{default[0]} + {default[1]}, {strategy if within else default[2]}"})
     return rows
 
 
-def markdown_paired(rows: list[dict[str, Any]], default: tuple[str, str]) -> str:
-    lines = [f"Paired against the default ({default[0]} + {default[1]}), same seeds and pools:", "",
-             "| labels | selector | predictor | strategy | budget | seeds | ΔSRCC | SE | verdict |",
-             "|" + "---|" * 9]
+def markdown_paired(rows: list[dict[str, Any]], default: tuple[str, str, str]) -> str:
+    lines = [f"Paired against the default ({default[0]} + {default[1]}, {default[2]} order; where that order "
+             "was not run, the same selector and predictor in each order), same seeds and pools:", "",
+             "| labels | selector | predictor | strategy | budget | against | seeds | ΔSRCC | SE | verdict |",
+             "|" + "---|" * 10]
     for r in rows:
         se = "—" if r["se"] is None else f"{r['se']:.3f}"
         lines.append(f"| {r['labels']} | {r['selector']} | {r['predictor']} | {r['strategy']} | {r['budget']} | "
-                     f"{r['seeds']} | {r['difference']:+.3f} | {se} | {r['verdict']} |")
+                     f"{r['against']} | {r['seeds']} | {r['difference']:+.3f} | {se} | {r['verdict']} |")
     return "\n".join(lines)
 
 
@@ -94,7 +105,8 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
     """SRCC against budget, one line per configuration, with the spread over seeds.
 
     Colour = predictor and selector, line = labels (solid oracle, dashed one noisy rater),
-    marker = strategy (circle up front, square active), so dozens of lines stay tellable apart;
+    marker = strategy (diamond the product's stream, circle up front, square active), so dozens of
+    lines stay tellable apart;
     the default configuration's lines are thick; the legend sits outside the axes where it hides
     no line."""
     import matplotlib
@@ -116,7 +128,7 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
         colour = colours(models.index(key[:2]) % colours.N)
         default = rows[0].get("default", False)
         ax.plot(budgets, means, "--" if key[2] == "single" else "-", linewidth=2.6 if default else 1.4,
-                marker="s" if key[3] == "active" else "o", color=colour,
+                marker=MARKERS.get(key[3], "o"), color=colour,
                 label=" / ".join(key) + (" (default)" if default else ""))
         ax.fill_between(budgets, means - spread, means + spread, color=colour, alpha=0.06)
     ax.set_xlabel("labelled images (budget)")
@@ -136,7 +148,7 @@ def trials_as_dicts(trials: Iterable[Trial]) -> list[dict[str, Any]]:
 
 
 def write_report(out: Path, trials: list[Trial], setup: dict[str, Any], title: str, description: str,
-                 default: tuple[str, str] | None = None) -> str:
+                 default: tuple[str, str, str] | None = None) -> str:
     """``results.json``, ``results.md`` and ``srcc.png`` in ``out``; returns the markdown tables
     (the paired comparison with the default too, when there is something to compare)."""
     summary = summarise(trials, default)

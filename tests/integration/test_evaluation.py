@@ -96,6 +96,24 @@ def test_ridge_beats_knn_on_linear_signal_and_active_keeps_budget() -> None:
         run_trial(X, data, "random", "ridge", 40, 0, strategy="sometimes")
 
 
+def test_stream_rates_the_representatives_then_the_least_confident_image() -> None:
+    """The product's order: the selector's representatives, then after each refit the least
+    confident image; with no more labels than representatives it is the up-front replay."""
+    from ml_backend.prediction import PREDICTORS
+
+    X, data = synthetic()
+    assert (run_trial(X, data, "kmeans", "ridge", 15, 0, strategy="stream", representatives=20).metrics
+            == run_trial(X, data, "kmeans", "ridge", 15, 0).metrics)
+    picks = select(X, "kmeans", 20, 0)
+    rest = np.setdiff1d(np.arange(len(X)), picks)
+    _, confidence = PREDICTORS.create("ridge", {}).fit(X[picks], data.mos[picks]).predict_with_confidence(X[rest])
+    labelled = np.append(picks, rest[np.argmin(confidence)])
+    rest = np.setdiff1d(np.arange(len(X)), labelled)
+    predicted = PREDICTORS.create("ridge", {}).fit(X[labelled], data.mos[labelled]).predict(X[rest])
+    stream = run_trial(X, data, "kmeans", "ridge", 21, 0, strategy="stream", representatives=20)
+    assert stream.budget == 21 and stream.metrics["srcc"] == pytest.approx(srcc(predicted, data.mos[rest]))
+
+
 def test_summary_table_and_plot(tmp_path: Path) -> None:
     X, data = synthetic()
     trials = [run_trial(X, data, "random", p, b, s) for p in ("ridge", "knn") for b in (20, 40) for s in (0, 1)]
@@ -129,7 +147,7 @@ def test_evaluate_command_on_generated_images(tmp_path: Path) -> None:
     report = json.loads((out / "results.json").read_text())
     assert report["setup"]["images"] == len(rows) and report["setup"]["subsample"] == 0.9
     assert len(report["trials"]) == 2 * 2 * 2 and len(report["summary"]) == 4
-    assert "| single | random | ridge | upfront | 8 |" in (out / "results.md").read_text()
+    assert "| single | random | ridge | stream | 8 |" in (out / "results.md").read_text()
     assert (out / "srcc.png").exists()
 
 
@@ -166,7 +184,7 @@ def test_default_rows_are_marked_and_others_paired_with_them() -> None:
 
     X, data = synthetic()
     grid = Grid(budgets=[30], selectors=["random"], predictors=["ridge", "knn"], seeds=4, pool=100,
-                default=("random", "ridge"))
+                default=("random", "ridge", "upfront"))
     trials = run_grid(X, data, grid)
     assert all(len(set(t.metrics) & {"f1_3class", "rmse_bad", "rmse_normal", "rmse_good"}) == 4 for t in trials)
     summary = summarise(trials, grid.default)
@@ -177,6 +195,16 @@ def test_default_rows_are_marked_and_others_paired_with_them() -> None:
     assert row["difference"] == pytest.approx(np.mean(diffs))
     assert row["se"] == pytest.approx(np.std(diffs, ddof=1) / 2)
     assert row["verdict"] == "loss"  # knn trails ridge on a linear signal by far more than 2 SE
+    # Other orders pair with the default order, and without it each order with its own default pair.
+    orders = run_grid(X, data, Grid(budgets=[30], selectors=["random"], predictors=["ridge"], seeds=3, pool=100,
+                                    strategies=["stream", "upfront"], representatives=10))
+    by_order = {(t.strategy, t.seed): t.metrics["srcc"] for t in orders}
+    (row,) = paired(orders, ("random", "ridge", "stream"))
+    assert row["strategy"] == "upfront" and row["against"] == "random + ridge, stream"
+    assert row["difference"] == pytest.approx(np.mean([by_order[("upfront", s)] - by_order[("stream", s)]
+                                                       for s in range(3)]))
+    assert [r["default"] for r in summarise(orders, ("random", "ridge", "stream"))] == [True, False]
+    assert paired(orders, ("random", "ridge", "active")) == []  # each order's only pair is itself
     with pytest.raises(ValueError, match="--pool 500 is larger than the dataset"):
         run_grid(X, data, Grid(budgets=[30], selectors=["random"], predictors=["ridge"], pool=500))
 

@@ -73,8 +73,8 @@ def test_predict_reproduces_the_evaluate_numbers_for_the_same_labels(tmp_path: P
     dataset = load_dataset(folder)
     extracted = FeatureExtractor.from_config(Config(cache_dir=cache)).extract(dataset.paths, progress=False)
     assert not extracted.failed
-    evaluated = run_command("evaluate", str(folder), "--budgets", "100", "--seeds", "1", "--out",
-                            str(tmp_path / "evaluation"), env={"MOS_CACHE_DIR": str(cache)})
+    evaluated = run_command("evaluate", str(folder), "--budgets", "100", "--seeds", "1", "--strategies", "upfront",
+                            "--out", str(tmp_path / "evaluation"), env={"MOS_CACHE_DIR": str(cache)})
     assert evaluated.returncode == 0, evaluated.stderr
     trials = json.loads((tmp_path / "evaluation" / "results.json").read_text())["trials"]
     (trial,) = [t for t in trials if t["budget"] == 100]
