@@ -418,7 +418,7 @@ def run_predict(args: argparse.Namespace, config: Config) -> int:
 
 # --- evaluate --------------------------------------------------------------------------------
 def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
-    from .evaluation import LABEL_MODES, STRATEGIES
+    from .evaluation import DEFAULT_STRATEGY, LABEL_MODES, STRATEGIES
 
     parser = _command(
         commands, "evaluate", "replay annotation on data with known MOS and report agreement",
@@ -445,7 +445,7 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
                         "every other configuration is paired with them (difference and standard error)")
     parser.add_argument("--labels", nargs="+", default=["oracle"], choices=LABEL_MODES,
                         help="oracle: the MOS; single: one simulated rater, mos + N(0, mos_std)")
-    parser.add_argument("--strategies", nargs="+", default=["stream"], choices=STRATEGIES,
+    parser.add_argument("--strategies", nargs="+", default=[DEFAULT_STRATEGY], choices=STRATEGIES,
                         help="stream (default): the product's order, the selector's MOS_REPRESENTATIVES "
                         f"(now: {config.n_representatives}) first, then the least confident image after each "
                         "refit; upfront: the whole budget from the selector; active: half, then the least "
@@ -470,12 +470,13 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
 def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     from tqdm import tqdm
 
+    from .evaluation import DEFAULT_STRATEGY
     from .evaluation.replay import Grid, load_dataset, run_grid
     from .evaluation.report import write_report
 
     if args.rater_budgets:
         return _evaluate_rater_budgets(args, config)
-    default = (config.selector, config.predictor, "stream")
+    default = (config.selector, config.predictor, DEFAULT_STRATEGY)
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
                 strategies=args.strategies, seeds=args.seeds, subsample=args.subsample, pool=args.pool,
                 default=default, settings={name: config.params_for(name) for name in PREDICTORS.names()},

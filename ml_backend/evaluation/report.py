@@ -106,9 +106,8 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
 
     Colour = predictor and selector, line = labels (solid oracle, dashed one noisy rater),
     marker = strategy (diamond the product's stream, circle up front, square active), so dozens of
-    lines stay tellable apart;
-    the default configuration's lines are thick; the legend sits outside the axes where it hides
-    no line."""
+    lines stay tellable apart; the default configuration's lines are thick; the legend sits
+    outside the axes where it hides no line."""
     import matplotlib
 
     matplotlib.use("Agg")
