@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config, effective_table, settings_table
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .features import BACKBONES
 from .prediction import PREDICTORS
 from .ratings import SCREENINGS
@@ -458,6 +458,11 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
     pools.add_argument("--pool", type=int, metavar="N",
                        help="each seed replays on its own random pool of N images (the protocol for choosing "
                        "methods: e.g. 10 seeds of 400 images)")
+    parser.add_argument("--held-out", type=int, default=0, metavar="N",
+                        help="each seed sets aside its own random N images that no selector sees and no trial "
+                        "rates, and scores every trial on them instead of on the images it left unrated; "
+                        "use it to compare strategies, which otherwise each choose the images they are "
+                        "scored on (default 0: off). --pool and --subsample then draw from the other images")
     parser.add_argument("--scale", type=float, nargs=2, default=[0.0, 100.0], metavar=("MIN", "MAX"),
                         help="labelling scale for simulated raters (default 0 100)")
     parser.add_argument("--rater-budgets", type=int, nargs="+", metavar="R",
@@ -475,27 +480,41 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     from .evaluation.report import write_report
 
     if args.rater_budgets:
+        if args.held_out:
+            raise ConfigError("--held-out does not apply to --rater-budgets (it scores the whole MOS.csv)")
         return _evaluate_rater_budgets(args, config)
     default = (config.selector, config.predictor, DEFAULT_STRATEGY)
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
                 strategies=args.strategies, seeds=args.seeds, subsample=args.subsample, pool=args.pool,
-                default=default, settings={name: config.params_for(name) for name in PREDICTORS.names()},
+                held_out=args.held_out, default=default,
+                settings={name: config.params_for(name) for name in PREDICTORS.names()},
                 representatives=config.n_representatives).check()
     dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
     started = time.perf_counter()
     trials = run_grid(features, dataset, grid, progress=lambda items: tqdm(items, desc="trials"))
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
              "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "pool": args.pool,
+             "held_out": args.held_out,
              "default": {"selector": default[0], "predictor": default[1], "strategy": default[2],
                          "representatives": config.n_representatives},
              "settings": {name: {k: str(v) for k, v in params.items()} for name, params in grid.settings.items()},
              "command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started, 1)}
-    subsampled = (f" (each on its own random pool of {args.pool} images)" if args.pool
-                  else f" (each on its own random {args.subsample:.0%} of the images)" if args.subsample < 1 else "")
+    parts = []
+    if args.pool:
+        parts.append(f"each on its own random pool of {args.pool} images")
+    elif args.subsample < 1:
+        parts.append(f"each on its own random {args.subsample:.0%} of the images"
+                     + (" not held out" if args.held_out else ""))
+    if args.held_out:
+        parts.append(f"{args.held_out} held out per seed")
+    subsampled = f" ({'; '.join(parts)})" if parts else ""
+    scored = (f"{args.held_out} held-out images per seed that no trial sees or rates" if args.held_out
+              else "the images not labelled")
     description = (f"Dataset `{args.dataset}` ({len(dataset.paths)} images), backbone `{args.backbone}`, "
-                   f"{args.seeds} seeds{subsampled}; mean ± std over seeds; metrics on the images not labelled.")
+                   f"{args.seeds} seeds{subsampled}; mean ± std over seeds; metrics on {scored}.")
     title = f"{args.dataset.name}: {len(dataset.paths)} images{subsampled}, {args.backbone}"
-    print(write_report(args.out, trials, setup, title, description, default))
+    print(write_report(args.out, trials, setup, title, description, default,
+                       scored="the held-out images" if args.held_out else "the unlabelled images"))
     print(f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'srcc.png'}")
     return 0
 

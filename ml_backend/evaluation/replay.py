@@ -146,9 +146,13 @@ class Trial:
 
 
 def _fit_predict(name: str, params: dict[str, Any], dataset: Dataset, X: np.ndarray, y: np.ndarray,
-                 labelled: np.ndarray, rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fit on the ``labelled`` rows, predict (with confidence) the ``rest``."""
+                 labelled: np.ndarray, rest: np.ndarray,
+                 scored: tuple[np.ndarray, Dataset] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on the ``labelled`` rows, predict (with confidence) the ``rest``, or every image of
+    ``scored`` (features and dataset) when given."""
     model = PREDICTORS.create(name, params).fit(X[labelled], y[labelled], images=[dataset.paths[i] for i in labelled])
+    if scored is not None:
+        return model.predict_with_confidence(scored[0], images=scored[1].paths)
     return model.predict_with_confidence(X[rest], images=[dataset.paths[i] for i in rest])
 
 
@@ -170,13 +174,17 @@ def run_trial(
     X: np.ndarray, dataset: Dataset, selector: str, predictor: str, budget: int, seed: int,
     labels: str = "oracle", strategy: str = "upfront", rounds: int = 4,
     settings: Mapping[str, Mapping[str, Any]] | None = None, representatives: int = REPRESENTATIVES,
+    held: tuple[np.ndarray, Dataset] | None = None,
 ) -> Trial:
     """One replay. ``selector`` and ``predictor`` are names or specs with parameters (``parse_spec``).
     ``upfront``: the selector picks the whole budget. ``stream``: what the product's label stream
     does: the selector's ``representatives`` (the seed's), then one image at a time, the least
     confident of the model refitted on every label so far. ``active``: half the budget up front,
     the rest in ``rounds`` rounds of the least confident images.
-    ``settings``: per predictor name, the parameters the product's settings give it (the spec's win)."""
+    ``settings``: per predictor name, the parameters the product's settings give it (the spec's win).
+    ``held``: features and dataset of images outside ``X`` that no strategy sees; when given, the
+    trial is scored on them instead of on the images it left unrated, which each order chooses
+    (docs/experiments.md, round 14)."""
     name, params = parse_spec(predictor)
     params = {**(settings or {}).get(name, {}), **params}
     rng = np.random.default_rng(seed)
@@ -195,10 +203,11 @@ def run_trial(
     else:
         raise ConfigError(f"unknown strategy '{strategy}'; choose from: {', '.join(STRATEGIES)}")
     rest = np.setdiff1d(np.arange(len(X)), labelled)
-    predicted, confidence = _fit_predict(name, params, dataset, X, y, labelled, rest)
-    truth = dataset.mos[rest]
+    predicted, confidence = _fit_predict(name, params, dataset, X, y, labelled, rest, held)
+    truth = dataset.mos[rest] if held is None else held[1].mos
+    thirds = terciles(dataset.mos if held is None else np.concatenate([dataset.mos, held[1].mos]))
     return Trial(selector, predictor, labels, strategy, len(labelled), seed,
-                 all_metrics(predicted, truth, terciles(dataset.mos)), srcc(confidence, np.abs(predicted - truth)))
+                 all_metrics(predicted, truth, thirds), srcc(confidence, np.abs(predicted - truth)))
 
 
 @dataclass(frozen=True)
@@ -214,6 +223,9 @@ class Grid:
     subsample: float = 1.0
     #: Each seed's own random pool of this many images (instead of ``subsample``).
     pool: int | None = None
+    #: Each seed's own random images that no trial sees or rates, and every trial is scored on
+    #: (0: score each trial on the images it left unrated). Drawn first; the pool from the rest.
+    held_out: int = 0
     #: The product's default (selector, predictor, strategy): rows marked default, and what others are paired with.
     default: tuple[str, str, str] | None = None
     #: Per predictor name, what the settings in effect give it (``Config.params_for``), as serve would.
@@ -227,6 +239,8 @@ class Grid:
             raise ConfigError(f"--subsample must be in (0, 1], got {self.subsample}")
         if self.pool is not None and self.pool < 2:
             raise ConfigError(f"--pool must be at least 2 images, got {self.pool}")
+        if self.held_out != 0 and self.held_out < 3:
+            raise ConfigError(f"--held-out must be at least 3 images (a rank correlation), got {self.held_out}")
         for spec in self.selectors:
             parse_spec(spec, SELECTORS)
         for spec in self.predictors:
@@ -244,18 +258,29 @@ def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
              progress: Callable[[Iterable[Any]], Iterable[Any]] = iter) -> list[Trial]:
     """Every trial of ``grid`` (budgets as large as the replay's images are skipped).
 
-    Each seed's images are cut once rather than per trial; without ``subsample`` all of them, uncopied.
+    Each seed's images are cut once rather than per trial; without ``subsample``, ``pool`` and
+    ``held_out`` all of them, uncopied.
     """
     grid.check()
-    fraction = grid.subsample if grid.pool is None else grid.pool / len(dataset.paths)
+    n_images = len(dataset.paths)
+    if grid.held_out >= n_images - 1:
+        raise ConfigError(f"--held-out {grid.held_out} leaves fewer than 2 of the dataset's {n_images} images to rate")
+    available = n_images - grid.held_out
+    fraction = grid.subsample if grid.pool is None else grid.pool / available
     if fraction > 1.0:
-        raise ConfigError(f"--pool {grid.pool} is larger than the dataset ({len(dataset.paths)} images)")
-    replays = {}
+        beside = f" beside --held-out {grid.held_out}" if grid.held_out else ""
+        raise ConfigError(f"--pool {grid.pool}{beside} is larger than the dataset ({n_images} images)")
+    replays, held = {}, {}
     for seed in range(grid.seeds):
-        if fraction >= 1.0:
+        rows: np.ndarray = np.arange(n_images)
+        if grid.held_out:
+            drawn = np.random.default_rng([seed, 2]).permutation(n_images)
+            kept_out, rows = np.sort(drawn[: grid.held_out]), np.sort(drawn[grid.held_out:])
+            held[seed] = (X[kept_out], dataset.subset(kept_out.tolist()))
+        if fraction >= 1.0 and not grid.held_out:
             replays[seed] = (X, dataset)
         else:
-            keep = subsample_rows(len(dataset.paths), fraction, seed)
+            keep = rows[subsample_rows(len(rows), fraction, seed)]
             replays[seed] = (X[keep], dataset.subset(keep))
     combos = [(labels, strategy, selector, predictor, budget, seed)
               for labels in grid.labels for strategy in grid.strategies for selector in grid.selectors
@@ -265,5 +290,6 @@ def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
         features, replay = replays[seed]
         if budget < len(replay.paths):
             trials.append(run_trial(features, replay, selector, predictor, budget, seed, labels, strategy,
-                                    settings=grid.settings, representatives=grid.representatives))
+                                    settings=grid.settings, representatives=grid.representatives,
+                                    held=held.get(seed)))
     return trials

@@ -101,8 +101,8 @@ def markdown_paired(rows: list[dict[str, Any]], default: tuple[str, str, str]) -
     return "\n".join(lines)
 
 
-def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
-    """SRCC against budget, one line per configuration, with the spread over seeds.
+def plot(summary: list[dict[str, Any]], path: Path, title: str, scored: str = "the unlabelled images") -> None:
+    """SRCC against budget, one line per configuration, with the spread over seeds, on ``scored``.
 
     Colour = predictor and selector, line = labels (solid oracle, dashed one noisy rater),
     marker = strategy (diamond the product's stream, circle up front, square active), so dozens of
@@ -131,7 +131,7 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
                 label=" / ".join(key) + (" (default)" if default else ""))
         ax.fill_between(budgets, means - spread, means + spread, color=colour, alpha=0.06)
     ax.set_xlabel("labelled images (budget)")
-    ax.set_ylabel("SRCC with human MOS on the unlabelled images")
+    ax.set_ylabel(f"SRCC with human MOS on {scored}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title_fontsize=7,
@@ -147,9 +147,10 @@ def trials_as_dicts(trials: Iterable[Trial]) -> list[dict[str, Any]]:
 
 
 def write_report(out: Path, trials: list[Trial], setup: dict[str, Any], title: str, description: str,
-                 default: tuple[str, str, str] | None = None) -> str:
+                 default: tuple[str, str, str] | None = None, scored: str = "the unlabelled images") -> str:
     """``results.json``, ``results.md`` and ``srcc.png`` in ``out``; returns the markdown tables
-    (the paired comparison with the default too, when there is something to compare)."""
+    (the paired comparison with the default too, when there is something to compare). ``scored``:
+    the images the metrics are on, for the plot's axis."""
     summary = summarise(trials, default)
     comparison = paired(trials, default) if default else []
     table = markdown_table(summary)
@@ -163,5 +164,5 @@ def write_report(out: Path, trials: list[Trial], setup: dict[str, Any], title: s
         (out / "results.md").write_text(f"{description}\n\n{table}\n")
     except OSError as exc:
         raise UserError(f"cannot write the results to {out}: {exc.strerror or exc}") from None
-    plot(summary, out / "srcc.png", title)
+    plot(summary, out / "srcc.png", title, scored)
     return table

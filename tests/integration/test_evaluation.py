@@ -149,6 +149,15 @@ def test_evaluate_command_on_generated_images(tmp_path: Path) -> None:
     assert len(report["trials"]) == 2 * 2 * 2 and len(report["summary"]) == 4
     assert "| single | random | ridge | stream | 8 |" in (out / "results.md").read_text()
     assert (out / "srcc.png").exists()
+    held = run_command(
+        "evaluate", str(tmp_path / "data"), "--out", str(tmp_path / "held"), "--budgets", "6", "--seeds", "2",
+        "--selectors", "random", "--cache-dir", str(tmp_path / "cache"), "--held-out", "5",
+    )
+    assert held.returncode == 0, held.stderr
+    report = json.loads((tmp_path / "held" / "results.json").read_text())
+    assert report["setup"]["held_out"] == 5 and len(report["trials"]) == 2
+    assert "metrics on 5 held-out images per seed that no trial sees or rates" in (
+        tmp_path / "held" / "results.md").read_text()
 
 
 def test_subsample_rows_are_a_seeded_sorted_subset_per_seed() -> None:
@@ -163,6 +172,42 @@ def test_subsample_rows_are_a_seeded_sorted_subset_per_seed() -> None:
 def test_evaluate_command_rejects_a_bad_subsample(tmp_path: Path) -> None:
     result = run_command("evaluate", str(tmp_path), "--subsample", "1.5", timeout=120)
     assert result.returncode == 1 and "--subsample must be in (0, 1], got 1.5" in result.stderr
+
+
+def test_evaluate_command_rejects_a_bad_held_out(tmp_path: Path) -> None:
+    result = run_command("evaluate", str(tmp_path), "--held-out", "2", timeout=120)
+    assert result.returncode == 1 and "--held-out must be at least 3 images" in result.stderr
+    result = run_command("evaluate", str(tmp_path), "--held-out", "5", "--rater-budgets", "100", timeout=120)
+    assert result.returncode == 1 and "--held-out does not apply to --rater-budgets" in result.stderr
+
+
+def test_held_out_images_are_never_rated_and_score_every_trial() -> None:
+    """Each seed sets its own images aside before the pool is drawn; every strategy is scored on
+    them, so orders are compared on the same images (not on the ones each left unrated)."""
+    from ml_backend.evaluation.replay import Grid, run_grid
+    from ml_backend.prediction import PREDICTORS
+
+    X, data = synthetic()
+    grid = Grid(budgets=[30], selectors=["kmeans"], predictors=["ridge"], seeds=2, pool=60, held_out=40,
+                strategies=["stream", "upfront"], representatives=10)
+    trials = {(t.strategy, t.seed): t for t in run_grid(X, data, grid)}
+    assert set(trials) == {(s, k) for s in ("stream", "upfront") for k in (0, 1)}
+    for seed in (0, 1):
+        drawn = np.random.default_rng([seed, 2]).permutation(len(X))
+        held, others = np.sort(drawn[:40]), np.sort(drawn[40:])
+        pool = others[subsample_rows(len(others), 60 / len(others), seed)]
+        assert len(pool) == 60 and not set(pool.tolist()) & set(held.tolist())
+        picks = pool[select(X[pool], "kmeans", 30, seed)]  # up front, by hand, scored on the held-out images
+        predicted = PREDICTORS.create("ridge", {}).fit(X[picks], data.mos[picks]).predict(X[held])
+        assert trials[("upfront", seed)].metrics["srcc"] == pytest.approx(srcc(predicted, data.mos[held]))
+        stream = run_trial(X[pool], data.subset(pool.tolist()), "kmeans", "ridge", 30, seed, strategy="stream",
+                           representatives=10, held=(X[held], data.subset(held.tolist())))
+        assert trials[("stream", seed)].metrics == stream.metrics
+    assert trials[("upfront", 0)].metrics != trials[("upfront", 1)].metrics  # each seed its own split
+    with pytest.raises(ValueError, match="--pool 100 beside --held-out 40 is larger than the dataset"):
+        run_grid(X, data, Grid(budgets=[30], selectors=["random"], predictors=["ridge"], pool=100, held_out=40))
+    with pytest.raises(ValueError, match="--held-out 119 leaves fewer than 2"):
+        run_grid(X, data, Grid(budgets=[30], selectors=["random"], predictors=["ridge"], held_out=119))
 
 
 def test_class_metrics_catch_a_model_that_predicts_the_middle() -> None:
