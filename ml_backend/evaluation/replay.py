@@ -146,14 +146,11 @@ class Trial:
 
 
 def _fit_predict(name: str, params: dict[str, Any], dataset: Dataset, X: np.ndarray, y: np.ndarray,
-                 labelled: np.ndarray, rest: np.ndarray,
-                 scored: tuple[np.ndarray, Dataset] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Fit on the ``labelled`` rows, predict (with confidence) the ``rest``, or every image of
-    ``scored`` (features and dataset) when given."""
+                 labelled: np.ndarray, target: tuple[np.ndarray, Dataset]) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on the ``labelled`` rows, predict (with confidence) every image of ``target`` (features
+    and dataset)."""
     model = PREDICTORS.create(name, params).fit(X[labelled], y[labelled], images=[dataset.paths[i] for i in labelled])
-    if scored is not None:
-        return model.predict_with_confidence(scored[0], images=scored[1].paths)
-    return model.predict_with_confidence(X[rest], images=[dataset.paths[i] for i in rest])
+    return model.predict_with_confidence(target[0], images=target[1].paths)
 
 
 def parse_spec(spec: str, registry: Registry[Any] = PREDICTORS) -> tuple[str, dict[str, str]]:
@@ -197,14 +194,15 @@ def run_trial(
         per_round = max(1, math.ceil((budget - len(labelled)) / rounds)) if strategy == "active" else 1
         while len(labelled) < budget:
             rest = np.setdiff1d(np.arange(len(X)), labelled)
-            _, confidence = _fit_predict(name, params, dataset, X, y, labelled, rest)
+            _, confidence = _fit_predict(name, params, dataset, X, y, labelled, (X[rest], dataset.subset(rest)))
             take = rest[np.argsort(confidence, kind="stable")[: min(per_round, budget - len(labelled))]]
             labelled = np.concatenate([labelled, take])
     else:
         raise ConfigError(f"unknown strategy '{strategy}'; choose from: {', '.join(STRATEGIES)}")
     rest = np.setdiff1d(np.arange(len(X)), labelled)
-    predicted, confidence = _fit_predict(name, params, dataset, X, y, labelled, rest, held)
-    truth = dataset.mos[rest] if held is None else held[1].mos
+    scored = (X[rest], dataset.subset(rest)) if held is None else held
+    predicted, confidence = _fit_predict(name, params, dataset, X, y, labelled, scored)
+    truth = scored[1].mos
     thirds = terciles(dataset.mos if held is None else np.concatenate([dataset.mos, held[1].mos]))
     return Trial(selector, predictor, labels, strategy, len(labelled), seed,
                  all_metrics(predicted, truth, thirds), srcc(confidence, np.abs(predicted - truth)))
