@@ -425,7 +425,8 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
         "For each budget, selector, predictor, label mode and strategy, and each seed: label the "
         "budget's images, fit, predict the rest, and compare with the human MOS (SRCC, PLCC after a "
         "4-parameter logistic fit and raw, KRCC, RMSE; plus SRCC between the confidence and the "
-        "absolute error). Writes results.json, results.md and srcc.png.", run_evaluate)
+        "absolute error). Writes results.json, results.md and srcc.png. Each finished replay is kept in "
+        "the output folder until then, so an interrupted run resumes when run again.", run_evaluate)
     parser.add_argument("dataset", type=Path, help="folder with labels.csv (image,mos[,mos_std]) and the "
                         "images it names")
     parser.add_argument("--labels-csv", default="labels.csv",
@@ -476,6 +477,7 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     from tqdm import tqdm
 
     from .evaluation import DEFAULT_STRATEGY
+    from .evaluation.journal import JOURNAL, Journal, fingerprint
     from .evaluation.replay import Grid, load_dataset, run_grid
     from .evaluation.report import write_report
 
@@ -483,6 +485,8 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
         if args.held_out:
             raise ConfigError("--held-out does not apply to --rater-budgets (it scores the whole MOS.csv)")
         return _evaluate_rater_budgets(args, config)
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder")
     default = (config.selector, config.predictor, DEFAULT_STRATEGY)
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
                 strategies=args.strategies, seeds=args.seeds, subsample=args.subsample, pool=args.pool,
@@ -491,10 +495,23 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
                 representatives=config.n_representatives).check()
     dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
     started = time.perf_counter()
-    trials = run_grid(features, dataset, grid, progress=lambda items: tqdm(items, desc="trials"))
+    journal = Journal(args.out / JOURNAL, fingerprint(features, dataset.paths, dataset.mos, dataset.mos_std, grid))
+    resumed = len(journal.open().done)
+    if resumed:
+        print(f"resuming: {_count(resumed, 'replay')} finished earlier read from {journal.path}", file=sys.stderr)
+    elif journal.restarted:
+        print(f"{journal.path} was written for other inputs: starting over", file=sys.stderr)
+    try:
+        trials = run_grid(features, dataset, grid, progress=lambda items: tqdm(items, desc="replays"), journal=journal)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {_count(len(journal.done), 'finished replay')} kept in {journal.path}; "
+              "the same command resumes from there", file=sys.stderr)
+        raise
+    finally:
+        journal.close(finished=False)
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
              "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "pool": args.pool,
-             "held_out": args.held_out,
+             "held_out": args.held_out, "resumed_replays": resumed,
              "default": {"selector": default[0], "predictor": default[1], "strategy": default[2],
                          "representatives": config.n_representatives},
              "settings": {name: {k: str(v) for k, v in params.items()} for name, params in grid.settings.items()},
@@ -515,6 +532,7 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     title = f"{args.dataset.name}: {len(dataset.paths)} images{subsampled}, {args.backbone}"
     print(write_report(args.out, trials, setup, title, description, default,
                        scored="the held-out images" if args.held_out else "the unlabelled images"))
+    journal.close(finished=True)  # the results are written: nothing left to resume
     print(f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'srcc.png'}")
     return 0
 
@@ -569,6 +587,11 @@ def run_train_prior(args: argparse.Namespace, config: Config) -> int:
     prior.save(args.out)
     print(f"wrote {args.out}: a prior from {len(dataset.mos)} images, features {namespace}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``3 replays``, ``1 replay``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _readable(dataset: Dataset, args: argparse.Namespace, config: Config) -> tuple[Dataset, np.ndarray, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from ..prediction import PREDICTORS
 from ..registry import Registry
 from ..selection import SELECTORS
 from . import LABEL_MODES, STRATEGIES
+from .journal import Journal
 from .metrics import all_metrics, srcc, terciles
 
 #: The seed's number of representatives when no setting says otherwise (``stream`` starts with them).
@@ -145,14 +147,6 @@ class Trial:
         return (self.selector, self.predictor, self.labels, self.strategy)
 
 
-def _fit_predict(name: str, params: dict[str, Any], dataset: Dataset, X: np.ndarray, y: np.ndarray,
-                 labelled: np.ndarray, target: tuple[np.ndarray, Dataset]) -> tuple[np.ndarray, np.ndarray]:
-    """Fit on the ``labelled`` rows, predict (with confidence) every image of ``target`` (features
-    and dataset)."""
-    model = PREDICTORS.create(name, params).fit(X[labelled], y[labelled], images=[dataset.paths[i] for i in labelled])
-    return model.predict_with_confidence(target[0], images=target[1].paths)
-
-
 def parse_spec(spec: str, registry: Registry[Any] = PREDICTORS) -> tuple[str, dict[str, str]]:
     """``"similarity:metric=ssim,n_neighbors=3"`` -> ("similarity", {"metric": "ssim", ...}): a
     predictor (or, with ``registry=SELECTORS``, selector) name and its parameters."""
@@ -182,30 +176,77 @@ def run_trial(
     ``held``: features and dataset of images outside ``X`` that no strategy sees; when given, the
     trial is scored on them instead of on the images it left unrated, which each order chooses
     (docs/experiments.md, round 14)."""
+    (trial,) = run_trials(X, dataset, selector, predictor, [budget], seed, labels, strategy, rounds, settings,
+                          representatives, held)
+    return trial
+
+
+def run_trials(
+    X: np.ndarray, dataset: Dataset, selector: str, predictor: str, budgets: Sequence[int], seed: int,
+    labels: str = "oracle", strategy: str = "upfront", rounds: int = 4,
+    settings: Mapping[str, Mapping[str, Any]] | None = None, representatives: int = REPRESENTATIVES,
+    held: tuple[np.ndarray, Dataset] | None = None,
+) -> list[Trial]:
+    """``run_trial`` at each of ``budgets`` (in that order), the same trials as one call per budget.
+
+    The stream's first ``representatives`` picks do not depend on the budget and each later pick
+    only on the labels before it, so a smaller budget's stream is the start of a larger one's: one
+    replay to the largest budget, scored as it passes each, does the work of all of them (about
+    half the refits for 25 / 50 / 100 / 200). Other strategies replay each budget on its own.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy '{strategy}'; choose from: {', '.join(STRATEGIES)}")
+    if max(budgets) >= len(X):
+        raise ConfigError(f"a budget of {max(budgets)} labels leaves none of the {len(X)} images unrated")
     name, params = parse_spec(predictor)
     params = {**(settings or {}).get(name, {}), **params}
-    rng = np.random.default_rng(seed)
-    y = simulated_labels(dataset, labels, rng)
-    if strategy == "upfront":
-        labelled = select(X, selector, budget, seed)
-    elif strategy in ("active", "stream"):
-        first = max(1, budget // 2) if strategy == "active" else min(budget, max(1, representatives))
-        labelled = select(X, selector, first, seed)
-        per_round = max(1, math.ceil((budget - len(labelled)) / rounds)) if strategy == "active" else 1
-        while len(labelled) < budget:
-            rest = np.setdiff1d(np.arange(len(X)), labelled)
-            _, confidence = _fit_predict(name, params, dataset, X, y, labelled, (X[rest], dataset.subset(rest)))
-            take = rest[np.argsort(confidence, kind="stable")[: min(per_round, budget - len(labelled))]]
-            labelled = np.concatenate([labelled, take])
-    else:
-        raise ConfigError(f"unknown strategy '{strategy}'; choose from: {', '.join(STRATEGIES)}")
-    rest = np.setdiff1d(np.arange(len(X)), labelled)
-    scored = (X[rest], dataset.subset(rest)) if held is None else held
-    predicted, confidence = _fit_predict(name, params, dataset, X, y, labelled, scored)
-    truth = scored[1].mos
+    y = simulated_labels(dataset, labels, np.random.default_rng(seed))
     thirds = terciles(dataset.mos if held is None else np.concatenate([dataset.mos, held[1].mos]))
-    return Trial(selector, predictor, labels, strategy, len(labelled), seed,
-                 all_metrics(predicted, truth, thirds), srcc(confidence, np.abs(predicted - truth)))
+    trials: dict[int, Trial] = {}
+
+    def fit(labelled: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+        """The model fitted on ``labelled``, the other rows, and its predictions and confidence for them."""
+        model = PREDICTORS.create(name, params).fit(X[labelled], y[labelled],
+                                                    images=[dataset.paths[i] for i in labelled])
+        rest = np.setdiff1d(np.arange(len(X)), labelled)
+        return (model, rest, *model.predict_with_confidence(X[rest], images=dataset.subset(rest).paths))
+
+    def score(labelled: np.ndarray, fitted: tuple[Any, np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        """Record the trial at ``len(labelled)`` labels (``fitted``: ``fit(labelled)`` if done already)."""
+        model, rest, predicted, confidence = fit(labelled) if fitted is None else fitted
+        truth = dataset.mos[rest]
+        if held is not None:
+            predicted, confidence = model.predict_with_confidence(held[0], images=held[1].paths)
+            truth = held[1].mos
+        trials[len(labelled)] = Trial(selector, predictor, labels, strategy, len(labelled), seed,
+                                      all_metrics(predicted, truth, thirds),
+                                      srcc(confidence, np.abs(predicted - truth)))
+
+    def least_confident(fitted: tuple[Any, np.ndarray, np.ndarray, np.ndarray], n: int) -> np.ndarray:
+        """The ``n`` rows the fitted model is least sure of: the next to rate."""
+        _, rest, _, confidence = fitted
+        return rest[np.argsort(confidence, kind="stable")[:n]]
+
+    streamed = sorted({b for b in budgets if b > representatives}) if strategy == "stream" else []
+    for budget in sorted(set(budgets) - set(streamed)):
+        if strategy == "active":
+            labelled = select(X, selector, max(1, budget // 2), seed)
+            per_round = max(1, math.ceil((budget - len(labelled)) / rounds))
+            while len(labelled) < budget:
+                labelled = np.concatenate([labelled, least_confident(fit(labelled),
+                                                                     min(per_round, budget - len(labelled)))])
+            score(labelled)
+        else:  # up front, or a stream no longer than the representatives
+            score(select(X, selector, budget, seed))
+    if streamed:
+        labelled = select(X, selector, max(1, representatives), seed)
+        while len(labelled) < streamed[-1]:
+            fitted = fit(labelled)
+            if len(labelled) in streamed:
+                score(labelled, fitted)
+            labelled = np.concatenate([labelled, least_confident(fitted, 1)])
+        score(labelled)
+    return [trials[b] for b in budgets]
 
 
 @dataclass(frozen=True)
@@ -253,8 +294,10 @@ class Grid:
 
 
 def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
-             progress: Callable[[Iterable[Any]], Iterable[Any]] = iter) -> list[Trial]:
-    """Every trial of ``grid`` (budgets as large as the replay's images are skipped).
+             progress: Callable[[Iterable[Any]], Iterable[Any]] = iter, journal: Journal | None = None) -> list[Trial]:
+    """Every trial of ``grid`` (budgets as large as the replay's images are skipped): one
+    ``run_trials`` per configuration and seed, for all the budgets. ``journal`` (opened for these
+    inputs) keeps each finished replay, and supplies those an interrupted run finished.
 
     Each seed's images are cut once rather than per trial; without ``subsample``, ``pool`` and
     ``held_out`` all of them, uncopied.
@@ -280,14 +323,25 @@ def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
         else:
             keep = rows[subsample_rows(len(rows), fraction, seed)]
             replays[seed] = (X[keep], dataset.subset(keep))
-    combos = [(labels, strategy, selector, predictor, budget, seed)
-              for labels in grid.labels for strategy in grid.strategies for selector in grid.selectors
-              for predictor in grid.predictors for budget in grid.budgets for seed in range(grid.seeds)]
-    trials = []
-    for labels, strategy, selector, predictor, budget, seed in progress(combos):
+    replayed = list(itertools.product(grid.labels, grid.strategies, grid.selectors, grid.predictors,
+                                      range(grid.seeds)))
+    done: dict[tuple[str, str, str, str, int, int], Trial] = {}
+    for labels, strategy, selector, predictor, seed in progress(replayed):
         features, replay = replays[seed]
-        if budget < len(replay.paths):
-            trials.append(run_trial(features, replay, selector, predictor, budget, seed, labels, strategy,
-                                    settings=grid.settings, representatives=grid.representatives,
-                                    held=held.get(seed)))
-    return trials
+        budgets = [b for b in grid.budgets if b < len(replay.paths)]
+        key = (labels, strategy, selector, predictor, seed)
+        if journal is not None and key in journal.done:
+            trials = [Trial(**entry) for entry in journal.done[key]]
+        elif budgets:
+            trials = run_trials(features, replay, selector, predictor, budgets, seed, labels, strategy,
+                                settings=grid.settings, representatives=grid.representatives, held=held.get(seed))
+            if journal is not None:
+                journal.record(key, trials)
+        else:
+            trials = []
+        for trial in trials:
+            done[(labels, strategy, selector, predictor, trial.budget, seed)] = trial
+    # In the grid's order (budgets, then seeds, innermost), as results.json has always listed them.
+    order = itertools.product(grid.labels, grid.strategies, grid.selectors, grid.predictors, grid.budgets,
+                              range(grid.seeds))
+    return [done[key] for key in order if key in done]

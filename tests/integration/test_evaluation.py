@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,6 +116,98 @@ def test_stream_rates_the_representatives_then_the_least_confident_image() -> No
     assert stream.budget == 21 and stream.metrics["srcc"] == pytest.approx(srcc(predicted, data.mos[rest]))
 
 
+@pytest.mark.parametrize("held_out", [0, 30])
+def test_one_stream_replay_scores_every_budget_as_one_replay_per_budget(held_out: int) -> None:
+    """The grid replays each stream once to its largest budget; every budget's trial (the ones
+    below the representatives, which are up-front picks, too) is the one its own replay gives."""
+    from ml_backend.evaluation.replay import Grid, run_grid
+
+    X, data = synthetic()
+    budgets = [8, 10, 13, 25]
+    grid = Grid(budgets=budgets, selectors=["kmeans"], predictors=["ridge"], labels=["single"], seeds=2, pool=80,
+                held_out=held_out, strategies=["stream", "active"], representatives=10)
+    trials = run_grid(X, data, grid)
+    assert [(t.strategy, t.budget, t.seed) for t in trials] == [
+        (s, b, k) for s in ("stream", "active") for b in budgets for k in (0, 1)]
+    for trial in trials:
+        drawn = np.random.default_rng([trial.seed, 2]).permutation(len(X))
+        held, others = np.sort(drawn[:held_out]), np.sort(drawn[held_out:])
+        pool = others[subsample_rows(len(others), 80 / len(others), trial.seed)]
+        alone = run_trial(X[pool], data.subset(pool.tolist()), "kmeans", "ridge", trial.budget, trial.seed,
+                          "single", trial.strategy, representatives=10,
+                          held=(X[held], data.subset(held.tolist())) if held_out else None)
+        # approx: the logistic fit behind PLCC stops within its tolerance, which the predictions'
+        # last bits (memory layout in the matrix products) can move.
+        assert trial.metrics == pytest.approx(alone.metrics, rel=1e-3)
+        assert trial.metrics["srcc"] == alone.metrics["srcc"] and trial.confidence_srcc == alone.confidence_srcc
+    with pytest.raises(ValueError, match="a budget of 120 labels leaves none of the 120 images unrated"):
+        run_trial(X, data, "kmeans", "ridge", 120, 0, strategy="stream")
+
+
+def test_an_interrupted_grid_resumes_from_its_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each finished replay is kept; a second run with the same inputs replays only the rest and
+    gives the trials of a run never interrupted. Other inputs, or a torn last line, are not trusted."""
+    from ml_backend.evaluation import replay
+    from ml_backend.evaluation.journal import Journal, fingerprint
+    from ml_backend.evaluation.replay import Grid, run_grid
+
+    X, data = synthetic()
+    grid = Grid(budgets=[15, 30], selectors=["kmeans"], predictors=["ridge", "knn"], seeds=3, pool=80,
+                strategies=["stream"], representatives=10)
+    digest = fingerprint(X, data.paths, data.mos, data.mos_std, grid)
+    path = tmp_path / "out" / "journal.jsonl"
+
+    def stop_after(n: int) -> Callable[[Iterable[Any]], Iterator[Any]]:  # the progress hook: Ctrl-C after n
+        def progress(items: Iterable[Any]) -> Iterator[Any]:
+            for i, item in enumerate(items):
+                if i == n:
+                    raise KeyboardInterrupt
+                yield item
+        return progress
+
+    journal = Journal(path, digest).open()
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(X, data, grid, progress=stop_after(4), journal=journal)
+    journal.close(finished=False)
+    assert len(path.read_text().splitlines()) == 1 + 4
+    replayed = []
+    original = replay.run_trials
+    monkeypatch.setattr(replay, "run_trials", lambda *a, **k: replayed.append(a[2:6]) or original(*a, **k))
+    journal = Journal(path, digest).open()
+    assert len(journal.done) == 4
+    resumed = run_grid(X, data, grid, journal=journal)
+    journal.close(finished=True)
+    assert len(replayed) == 2 * 3 - 4 and not path.exists()
+    uninterrupted = run_grid(X, data, grid)
+    assert [(t.predictor, t.budget, t.seed) for t in resumed] == [
+        (t.predictor, t.budget, t.seed) for t in uninterrupted]
+    for a, b in zip(resumed, uninterrupted, strict=True):  # approx: see the stream test (PLCC's logistic fit)
+        assert a.metrics == pytest.approx(b.metrics, rel=1e-3) and a.metrics["srcc"] == b.metrics["srcc"]
+    # Another grid (or other features) has another fingerprint: its journal starts over.
+    assert fingerprint(X, data.paths, data.mos, data.mos_std, Grid(**{**grid.__dict__, "seeds": 4})) != digest
+    assert fingerprint(X + 1e-9, data.paths, data.mos, data.mos_std, grid) != digest
+    path.write_text(json.dumps({"fingerprint": digest}) + '\n{"key": ["oracle", "stream", "kmeans", "ridge", 0], "tri')
+    journal = Journal(path, digest).open()
+    assert journal.done == {} and not journal.restarted  # the torn line is dropped, the header kept
+    journal.record(("oracle", "stream", "kmeans", "ridge", 0), resumed[:1])
+    journal.close(finished=False)
+    again = Journal(path, digest).open()
+    assert set(again.done) == {("oracle", "stream", "kmeans", "ridge", 0)}
+    again.close(finished=False)
+    other = Journal(path, "another digest").open()
+    assert other.done == {} and other.restarted
+    other.close(finished=False)
+    path.write_text(json.dumps({"fingerprint": digest}) + '\n{"key": 3}\n["a list"]\n')
+    odd = Journal(path, digest).open()  # well-formed JSON that is not an entry is skipped too
+    assert odd.done == {} and not odd.restarted
+    odd.close(finished=False)
+    path.write_bytes(b"\xff\xfe not a journal at all")
+    binary = Journal(path, digest).open()
+    assert binary.done == {} and binary.restarted
+    binary.close(finished=True)
+    assert not path.exists()
+
+
 def test_summary_table_and_plot(tmp_path: Path) -> None:
     X, data = synthetic()
     trials = [run_trial(X, data, "random", p, b, s) for p in ("ridge", "knn") for b in (20, 40) for s in (0, 1)]
@@ -149,11 +243,16 @@ def test_evaluate_command_on_generated_images(tmp_path: Path) -> None:
     assert len(report["trials"]) == 2 * 2 * 2 and len(report["summary"]) == 4
     assert "| single | random | ridge | stream | 8 |" in (out / "results.md").read_text()
     assert (out / "srcc.png").exists()
+    assert not (out / "replays-in-progress.jsonl").exists()  # finished: nothing left to resume
+    (tmp_path / "held").mkdir()
+    (tmp_path / "held" / "replays-in-progress.jsonl").write_text('{"fingerprint": "of another run"}\n')
     held = run_command(
         "evaluate", str(tmp_path / "data"), "--out", str(tmp_path / "held"), "--budgets", "6", "--seeds", "2",
         "--selectors", "random", "--cache-dir", str(tmp_path / "cache"), "--held-out", "5",
     )
     assert held.returncode == 0, held.stderr
+    assert "was written for other inputs: starting over" in held.stderr
+    assert not (tmp_path / "held" / "replays-in-progress.jsonl").exists()
     report = json.loads((tmp_path / "held" / "results.json").read_text())
     assert report["setup"]["held_out"] == 5 and len(report["trials"]) == 2
     assert "metrics on 5 held-out images per seed that no trial sees or rates" in (

@@ -1,0 +1,104 @@
+"""The replays an evaluate run has finished, kept on disk so that an interrupted run resumes.
+
+Each finished replay (a configuration and seed, all its budgets) is appended as one JSON line
+and flushed at once. The first line is a fingerprint of everything the trials depend on (the
+grid, the images and their MOS, the features, the package's code): a journal written for other
+inputs is started over rather than mixed in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Hashable
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+PACKAGE = Path(__file__).resolve().parent.parent
+#: The journal's name in evaluate's output folder (removed once results.json is written).
+JOURNAL = "replays-in-progress.jsonl"
+#: Rows hashed at a time: a memory-mapped feature store is read in pieces, never whole.
+HASH_ROWS = 4096
+
+
+def fingerprint(X: np.ndarray, paths: list[Path], mos: np.ndarray, mos_std: np.ndarray | None, grid: Any) -> str:
+    """A digest of the replay's inputs: equal digests give equal trials.
+
+    ``grid`` is the replay's ``Grid``; a file that one of its settings or predictor specs names
+    (a prior) counts by its contents, and so does the package (its code and bundled prior).
+    """
+    digest = hashlib.sha256()
+    named = [str(v) for params in grid.settings.values() for v in params.values()]
+    named += [item.partition("=")[2] for spec in grid.predictors for item in spec.partition(":")[2].split(",")]
+    files = [f for f in sorted(PACKAGE.rglob("*")) if f.is_file() and "__pycache__" not in f.parts]
+    for file in files + [Path(v) for v in named if v and Path(v).is_file()]:
+        digest.update(file.read_bytes())
+    digest.update(json.dumps({"grid": repr(grid), "shape": list(X.shape), "dtype": str(X.dtype),
+                              "paths": [str(p) for p in paths]}).encode())
+    for array in (mos, np.zeros(0) if mos_std is None else mos_std):
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    for start in range(0, len(X), HASH_ROWS):
+        digest.update(np.ascontiguousarray(X[start : start + HASH_ROWS]).tobytes())
+    return digest.hexdigest()
+
+
+class Journal:
+    """Finished replays of one evaluate run, by key (labels, strategy, selector, predictor, seed)."""
+
+    def __init__(self, path: Path, digest: str) -> None:
+        self.path = path
+        self.digest = digest
+        self.done: dict[tuple[Hashable, ...], list[dict[str, Any]]] = {}
+        self.restarted = False
+        self._handle: IO[str] | None = None
+
+    def open(self) -> Journal:
+        """Read what an earlier run with the same inputs finished (a torn last line is dropped),
+        then keep the file open to append to it; a journal for other inputs is started over."""
+        text = self.path.read_text(encoding="utf-8", errors="replace") if self.path.is_file() else ""
+        lines = text.splitlines()
+        header = _parse(lines[0]) if lines else None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if header is not None and header.get("fingerprint") == self.digest:
+            for line in lines[1:]:
+                entry = _parse(line)
+                if entry is not None and isinstance(entry.get("key"), list) and isinstance(entry.get("trials"), list):
+                    self.done[tuple(entry["key"])] = entry["trials"]
+            self._handle = self.path.open("a", encoding="utf-8")
+            if not text.endswith("\n"):
+                self._handle.write("\n")  # after a torn line, the next entry starts a line of its own
+        else:
+            self.restarted = bool(lines)
+            self._handle = self.path.open("w", encoding="utf-8")
+            self._write({"fingerprint": self.digest})
+        return self
+
+    def record(self, key: tuple[Hashable, ...], trials: list[Any]) -> None:
+        """Keep one finished replay's trials (dataclasses)."""
+        entry = [asdict(t) for t in trials]
+        self.done[key] = entry
+        self._write({"key": list(key), "trials": entry})
+
+    def close(self, finished: bool) -> None:
+        """Close the file; a finished run's journal is removed (its results are in results.json)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if finished:
+            self.path.unlink(missing_ok=True)
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        assert self._handle is not None, "open() first"
+        self._handle.write(json.dumps(entry) + "\n")
+        self._handle.flush()
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    """A journal line, or None for one an interrupted write left torn."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) else None
