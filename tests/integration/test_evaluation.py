@@ -252,6 +252,9 @@ def test_evaluate_command_on_generated_images(tmp_path: Path) -> None:
     )
     assert held.returncode == 0, held.stderr
     assert "was written for other inputs: starting over" in held.stderr
+    (tmp_path / "a-file").write_text("")
+    refused = run_command("evaluate", str(tmp_path / "data"), "--out", str(tmp_path / "a-file"))
+    assert refused.returncode == 1 and f"--out {tmp_path / 'a-file'} is a file, not a folder" in refused.stderr
     assert not (tmp_path / "held" / "replays-in-progress.jsonl").exists()
     report = json.loads((tmp_path / "held" / "results.json").read_text())
     assert report["setup"]["held_out"] == 5 and len(report["trials"]) == 2
