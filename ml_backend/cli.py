@@ -477,7 +477,7 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     from tqdm import tqdm
 
     from .evaluation import DEFAULT_STRATEGY
-    from .evaluation.journal import JOURNAL, Journal, fingerprint
+    from .evaluation.journal import JOURNAL, Journal
     from .evaluation.replay import Grid, load_dataset, run_grid
     from .evaluation.report import write_report
 
@@ -495,7 +495,7 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
                 representatives=config.n_representatives).check()
     dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
     started = time.perf_counter()
-    journal = Journal(args.out / JOURNAL, fingerprint(features, dataset.paths, dataset.mos, dataset.mos_std, grid))
+    journal = Journal(args.out / JOURNAL, grid.fingerprint(features, dataset))
     resumed = len(journal.open().done)
     if resumed:
         print(f"resuming: {_count(resumed, 'replay')} finished earlier read from {journal.path}", file=sys.stderr)

@@ -9,38 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-PACKAGE = Path(__file__).resolve().parent.parent
 #: The journal's name in evaluate's output folder (removed once results.json is written).
 JOURNAL = "replays-in-progress.jsonl"
 #: Rows hashed at a time: a memory-mapped feature store is read in pieces, never whole.
 HASH_ROWS = 4096
 
 
-def fingerprint(X: np.ndarray, paths: list[Path], mos: np.ndarray, mos_std: np.ndarray | None, grid: Any) -> str:
-    """A digest of the replay's inputs: equal digests give equal trials.
-
-    ``grid`` is the replay's ``Grid``; a file that one of its settings or predictor specs names
-    (a prior) counts by its contents, and so does the package (its code and bundled prior).
-    """
+def digest_rows(header: dict[str, Any], files: Iterable[Path], arrays: Iterable[np.ndarray]) -> str:
+    """A journal's fingerprint: SHA-256 of the ``files``' contents, ``header`` (as JSON) and the
+    ``arrays``' shapes, types and values (``Grid.fingerprint`` says what goes in)."""
     digest = hashlib.sha256()
-    named = [str(v) for params in grid.settings.values() for v in params.values()]
-    named += [item.partition("=")[2] for spec in grid.predictors for item in spec.partition(":")[2].split(",")]
-    files = [f for f in sorted(PACKAGE.rglob("*")) if f.is_file() and "__pycache__" not in f.parts]
-    for file in files + [Path(v) for v in named if v and Path(v).is_file()]:
+    for file in files:
         digest.update(file.read_bytes())
-    digest.update(json.dumps({"grid": repr(grid), "shape": list(X.shape), "dtype": str(X.dtype),
-                              "paths": [str(p) for p in paths]}).encode())
-    for array in (mos, np.zeros(0) if mos_std is None else mos_std):
-        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
-    for start in range(0, len(X), HASH_ROWS):
-        digest.update(np.ascontiguousarray(X[start : start + HASH_ROWS]).tobytes())
+    arrays = list(arrays)
+    shapes = [[list(a.shape), str(a.dtype)] for a in arrays]
+    digest.update(json.dumps({**header, "arrays": shapes}).encode())
+    for array in arrays:
+        for start in range(0, len(array), HASH_ROWS):
+            digest.update(np.ascontiguousarray(array[start : start + HASH_ROWS]).tobytes())
     return digest.hexdigest()
 
 

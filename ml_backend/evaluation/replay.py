@@ -24,9 +24,11 @@ from ..prediction import PREDICTORS
 from ..registry import Registry
 from ..selection import SELECTORS
 from . import LABEL_MODES, STRATEGIES
-from .journal import Journal
+from .journal import Journal, digest_rows
 from .metrics import all_metrics, srcc, terciles
 
+#: The package's folder: its files (code, bundled prior) are part of an evaluate run's fingerprint.
+PACKAGE = Path(__file__).resolve().parent.parent
 #: The seed's number of representatives when no setting says otherwise (``stream`` starts with them).
 REPRESENTATIVES: int = Config.__dataclass_fields__["n_representatives"].default
 
@@ -181,6 +183,10 @@ def run_trial(
     return trial
 
 
+#: The unrated rows, and a model's predictions and confidence for them.
+Ranked = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def run_trials(
     X: np.ndarray, dataset: Dataset, selector: str, predictor: str, budgets: Sequence[int], seed: int,
     labels: str = "oracle", strategy: str = "upfront", rounds: int = 4,
@@ -204,27 +210,30 @@ def run_trials(
     thirds = terciles(dataset.mos if held is None else np.concatenate([dataset.mos, held[1].mos]))
     trials: dict[int, Trial] = {}
 
-    def fit(labelled: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
-        """The model fitted on ``labelled``, the other rows, and its predictions and confidence for them."""
-        model = PREDICTORS.create(name, params).fit(X[labelled], y[labelled],
-                                                    images=[dataset.paths[i] for i in labelled])
-        rest = np.setdiff1d(np.arange(len(X)), labelled)
-        return (model, rest, *model.predict_with_confidence(X[rest], images=dataset.subset(rest).paths))
+    def fit(labelled: np.ndarray) -> Any:
+        images = [dataset.paths[i] for i in labelled]
+        return PREDICTORS.create(name, params).fit(X[labelled], y[labelled], images=images)
 
-    def score(labelled: np.ndarray, fitted: tuple[Any, np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
-        """Record the trial at ``len(labelled)`` labels (``fitted``: ``fit(labelled)`` if done already)."""
-        model, rest, predicted, confidence = fit(labelled) if fitted is None else fitted
-        truth = dataset.mos[rest]
-        if held is not None:
+    def unrated(model: Any, labelled: np.ndarray) -> Ranked:
+        """The rows not in ``labelled``, and the model's predictions and confidence for them."""
+        rest = np.setdiff1d(np.arange(len(X)), labelled)
+        return (rest, *model.predict_with_confidence(X[rest], images=[dataset.paths[i] for i in rest]))
+
+    def score(labelled: np.ndarray, model: Any, ranked: Ranked | None = None) -> None:
+        """Record the trial at ``len(labelled)`` labels (``ranked``: ``unrated(model, labelled)`` if done already)."""
+        if held is None:
+            rest, predicted, confidence = unrated(model, labelled) if ranked is None else ranked
+            truth = dataset.mos[rest]
+        else:
             predicted, confidence = model.predict_with_confidence(held[0], images=held[1].paths)
             truth = held[1].mos
         trials[len(labelled)] = Trial(selector, predictor, labels, strategy, len(labelled), seed,
                                       all_metrics(predicted, truth, thirds),
                                       srcc(confidence, np.abs(predicted - truth)))
 
-    def least_confident(fitted: tuple[Any, np.ndarray, np.ndarray, np.ndarray], n: int) -> np.ndarray:
-        """The ``n`` rows the fitted model is least sure of: the next to rate."""
-        _, rest, _, confidence = fitted
+    def least_confident(ranked: Ranked, n: int) -> np.ndarray:
+        """The ``n`` unrated rows the model is least sure of: the next to rate."""
+        rest, _, confidence = ranked
         return rest[np.argsort(confidence, kind="stable")[:n]]
 
     streamed = sorted({b for b in budgets if b > representatives}) if strategy == "stream" else []
@@ -233,19 +242,20 @@ def run_trials(
             labelled = select(X, selector, max(1, budget // 2), seed)
             per_round = max(1, math.ceil((budget - len(labelled)) / rounds))
             while len(labelled) < budget:
-                labelled = np.concatenate([labelled, least_confident(fit(labelled),
-                                                                     min(per_round, budget - len(labelled)))])
-            score(labelled)
+                ranked = unrated(fit(labelled), labelled)
+                labelled = np.concatenate([labelled, least_confident(ranked, min(per_round, budget - len(labelled)))])
         else:  # up front, or a stream no longer than the representatives
-            score(select(X, selector, budget, seed))
+            labelled = select(X, selector, budget, seed)
+        score(labelled, fit(labelled))
     if streamed:
         labelled = select(X, selector, max(1, representatives), seed)
         while len(labelled) < streamed[-1]:
-            fitted = fit(labelled)
+            model = fit(labelled)
+            ranked = unrated(model, labelled)
             if len(labelled) in streamed:
-                score(labelled, fitted)
-            labelled = np.concatenate([labelled, least_confident(fitted, 1)])
-        score(labelled)
+                score(labelled, model, ranked)
+            labelled = np.concatenate([labelled, least_confident(ranked, 1)])
+        score(labelled, fit(labelled))
     return [trials[b] for b in budgets]
 
 
@@ -291,6 +301,18 @@ class Grid:
             if strategy not in STRATEGIES:
                 raise ConfigError(f"unknown strategy '{strategy}'; choose from: {', '.join(STRATEGIES)}")
         return self
+
+    def fingerprint(self, X: np.ndarray, dataset: Dataset) -> str:
+        """A digest of everything this grid's trials on ``X`` and ``dataset`` depend on: equal
+        digests give equal trials. A file that a setting or predictor spec names (a prior) counts
+        by its contents, and so does the package (its code and bundled prior)."""
+        named = [str(v) for params in self.settings.values() for v in params.values()]
+        named += [str(v) for spec in self.predictors for v in parse_spec(spec)[1].values()]
+        files = [f for f in sorted(PACKAGE.rglob("*")) if f.is_file() and "__pycache__" not in f.parts]
+        files += [Path(v) for v in named if v and Path(v).is_file()]
+        header = {"grid": repr(self), "paths": [str(p) for p in dataset.paths]}
+        return digest_rows(header, files, [dataset.mos, np.zeros(0) if dataset.mos_std is None else dataset.mos_std,
+                                           X])
 
 
 def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,

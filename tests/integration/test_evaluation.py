@@ -148,13 +148,13 @@ def test_an_interrupted_grid_resumes_from_its_journal(tmp_path: Path, monkeypatc
     """Each finished replay is kept; a second run with the same inputs replays only the rest and
     gives the trials of a run never interrupted. Other inputs, or a torn last line, are not trusted."""
     from ml_backend.evaluation import replay
-    from ml_backend.evaluation.journal import Journal, fingerprint
+    from ml_backend.evaluation.journal import Journal
     from ml_backend.evaluation.replay import Grid, run_grid
 
     X, data = synthetic()
     grid = Grid(budgets=[15, 30], selectors=["kmeans"], predictors=["ridge", "knn"], seeds=3, pool=80,
                 strategies=["stream"], representatives=10)
-    digest = fingerprint(X, data.paths, data.mos, data.mos_std, grid)
+    digest = grid.fingerprint(X, data)
     path = tmp_path / "out" / "journal.jsonl"
 
     def stop_after(n: int) -> Callable[[Iterable[Any]], Iterator[Any]]:  # the progress hook: Ctrl-C after n
@@ -184,8 +184,8 @@ def test_an_interrupted_grid_resumes_from_its_journal(tmp_path: Path, monkeypatc
     for a, b in zip(resumed, uninterrupted, strict=True):  # approx: see the stream test (PLCC's logistic fit)
         assert a.metrics == pytest.approx(b.metrics, rel=1e-3) and a.metrics["srcc"] == b.metrics["srcc"]
     # Another grid (or other features) has another fingerprint: its journal starts over.
-    assert fingerprint(X, data.paths, data.mos, data.mos_std, Grid(**{**grid.__dict__, "seeds": 4})) != digest
-    assert fingerprint(X + 1e-9, data.paths, data.mos, data.mos_std, grid) != digest
+    assert Grid(**{**grid.__dict__, "seeds": 4}).fingerprint(X, data) != digest
+    assert grid.fingerprint(X + 1e-9, data) != digest
     path.write_text(json.dumps({"fingerprint": digest}) + '\n{"key": ["oracle", "stream", "kmeans", "ridge", 0], "tri')
     journal = Journal(path, digest).open()
     assert journal.done == {} and not journal.restarted  # the torn line is dropped, the header kept
