@@ -7,11 +7,12 @@ are imported only by the subcommand that runs, so ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from .selection import SELECTORS
 if TYPE_CHECKING:
     import numpy as np
 
+    from .evaluation.journal import Journal
     from .evaluation.replay import Dataset
 
 Handler = Callable[[argparse.Namespace, Config], int]
@@ -481,12 +483,12 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     from .evaluation.replay import Grid, load_dataset, run_grid
     from .evaluation.report import write_report
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder")
     if args.rater_budgets:
         if args.held_out:
             raise ConfigError("--held-out does not apply to --rater-budgets (it scores the whole MOS.csv)")
         return _evaluate_rater_budgets(args, config)
-    if args.out.exists() and not args.out.is_dir():
-        raise UserError(f"--out {args.out} is a file, not a folder")
     default = (config.selector, config.predictor, DEFAULT_STRATEGY)
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,
                 strategies=args.strategies, seeds=args.seeds, subsample=args.subsample, pool=args.pool,
@@ -496,19 +498,8 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
     started = time.perf_counter()
     journal = Journal(args.out / JOURNAL, grid.fingerprint(features, dataset))
-    resumed = len(journal.open().done)
-    if resumed:
-        print(f"resuming: {_count(resumed, 'replay')} finished earlier read from {journal.path}", file=sys.stderr)
-    elif journal.restarted:
-        print(f"{journal.path} was written for other inputs: starting over", file=sys.stderr)
-    try:
+    with _resumable(journal, "replay") as resumed:
         trials = run_grid(features, dataset, grid, progress=lambda items: tqdm(items, desc="replays"), journal=journal)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {_count(len(journal.done), 'finished replay')} kept in {journal.path}; "
-              "the same command resumes from there", file=sys.stderr)
-        raise
-    finally:
-        journal.close(finished=False)
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
              "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "pool": args.pool,
              "held_out": args.held_out, "resumed_replays": resumed,
@@ -540,25 +531,50 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
 def _evaluate_rater_budgets(args: argparse.Namespace, config: Config) -> int:
     from tqdm import tqdm
 
-    from .evaluation.rater_budget import run_budget_study, write_budget_report
+    from .evaluation.journal import Journal
+    from .evaluation.rater_budget import BUDGET_JOURNAL, BudgetStudy, run_budget_study, write_budget_report
     from .evaluation.replay import load_dataset
 
     dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
+    study = BudgetStudy(args.rater_budgets, args.seeds, config.selector, config.predictor,
+                        {name: config.params_for(name) for name in PREDICTORS.names()}, args.pool,
+                        weighted=config.certainty_weights == "on").check(len(dataset.paths))
     started = time.perf_counter()
-    settings = {name: config.params_for(name) for name in PREDICTORS.names()}
-    trials = run_budget_study(features, dataset, args.rater_budgets, args.seeds, config.selector, config.predictor,
-                              settings, args.pool, weighted=config.certainty_weights == "on",
-                              progress=lambda items: tqdm(items, desc="trials"))
+    journal = Journal(args.out / BUDGET_JOURNAL, study.fingerprint(features, dataset))
+    with _resumable(journal, "trial") as resumed:
+        trials = run_budget_study(features, dataset, study, progress=lambda items: tqdm(items, desc="trials"),
+                                  journal=journal)
     setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
              "selector": config.selector, "predictor": config.predictor, "seeds": args.seeds, "pool": args.pool,
-             "certainty_weights": config.certainty_weights,
+             "certainty_weights": config.certainty_weights, "resumed_trials": resumed,
              "command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started, 1)}
     pools = f", each seed on its own random {args.pool} images" if args.pool else ""
     title = (f"{args.dataset.name}: {len(dataset.paths)} images{pools}, {args.seeds} seeds, simulated raters "
              f"mos + N(0, mos_std); {config.selector} + {config.predictor}")
     print(write_budget_report(args.out, trials, setup, title))
+    journal.close(finished=True)  # the results are written: nothing left to resume
     print(f"\nwrote {args.out / 'budget.json'}, {args.out / 'budget.md'}, {args.out / 'budget.png'}")
     return 0
+
+
+@contextlib.contextmanager
+def _resumable(journal: Journal, noun: str) -> Iterator[int]:
+    """Open ``journal`` and yield how many finished ``noun``s it holds from an earlier run, saying
+    so; on Ctrl-C say what is kept. The journal is closed, not removed: the caller removes it
+    once the results are written."""
+    resumed = len(journal.open().done)
+    if resumed:
+        print(f"resuming: {_count(resumed, noun)} finished earlier read from {journal.path}", file=sys.stderr)
+    elif journal.restarted:
+        print(f"{journal.path} was written for other inputs: starting over", file=sys.stderr)
+    try:
+        yield resumed
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {_count(len(journal.done), 'finished ' + noun)} kept in {journal.path}; "
+              "the same command resumes from there", file=sys.stderr)
+        raise
+    finally:
+        journal.close(finished=False)
 
 
 # --- train-prior -----------------------------------------------------------------------------

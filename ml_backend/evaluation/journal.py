@@ -1,15 +1,15 @@
-"""The replays an evaluate run has finished, kept on disk so that an interrupted run resumes.
+"""The work an evaluate run has finished, kept on disk so that an interrupted run resumes.
 
-Each finished replay (a configuration and seed, all its budgets) is appended as one JSON line
-and flushed at once. The first line is a fingerprint of everything the trials depend on (the
-grid, the images and their MOS, the features, the package's code): a journal written for other
-inputs is started over rather than mixed in.
+Each finished piece (a replay: a configuration and seed, all its budgets; or one trial of the
+rater-budget study) is appended as one JSON line and flushed at once. The first line is a
+fingerprint of everything the trials depend on (the grid, the images and their MOS, the features,
+the package's code): a journal written for other inputs is started over rather than mixed in.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -18,13 +18,19 @@ import numpy as np
 
 #: The journal's name in evaluate's output folder (removed once results.json is written).
 JOURNAL = "replays-in-progress.jsonl"
+#: The package's folder: its files (code, bundled prior) are part of every fingerprint.
+PACKAGE = Path(__file__).resolve().parent.parent
 #: Rows hashed at a time: a memory-mapped feature store is read in pieces, never whole.
 HASH_ROWS = 4096
 
 
-def digest_rows(header: dict[str, Any], files: Iterable[Path], arrays: Iterable[np.ndarray]) -> str:
-    """A journal's fingerprint: SHA-256 of the ``files``' contents, ``header`` (as JSON) and the
-    ``arrays``' shapes, types and values (``Grid.fingerprint`` says what goes in)."""
+def fingerprint(header: dict[str, Any], settings: Iterable[Mapping[str, Any]], arrays: Iterable[np.ndarray]) -> str:
+    """A journal's fingerprint: SHA-256 of the package's files, of every file a value of
+    ``settings`` names (a prior), of ``header`` (as JSON) and of the ``arrays``' shapes, types and
+    values. Equal inputs give equal trials, so an equal fingerprint means a journal can be trusted."""
+    named = [str(value) for params in settings for value in params.values()]
+    files = [f for f in sorted(PACKAGE.rglob("*")) if f.is_file() and "__pycache__" not in f.parts]
+    files += [Path(value) for value in named if value and Path(value).is_file()]
     digest = hashlib.sha256()
     for file in files:
         digest.update(file.read_bytes())
@@ -38,7 +44,8 @@ def digest_rows(header: dict[str, Any], files: Iterable[Path], arrays: Iterable[
 
 
 class Journal:
-    """Finished replays of one evaluate run, by key (labels, strategy, selector, predictor, seed)."""
+    """Finished work of one evaluate run, by key (for a grid: labels, strategy, selector,
+    predictor, seed; for the rater-budget study: budget, design, seed)."""
 
     def __init__(self, path: Path, digest: str) -> None:
         self.path = path
@@ -69,7 +76,7 @@ class Journal:
         return self
 
     def record(self, key: tuple[Hashable, ...], trials: list[Any]) -> None:
-        """Keep one finished replay's trials (dataclasses)."""
+        """Keep one finished piece's trials (dataclasses)."""
         entry = [asdict(t) for t in trials]
         self.done[key] = entry
         self._write({"key": list(key), "trials": entry})

@@ -27,12 +27,15 @@ import numpy as np
 from ..errors import ConfigError, DatasetError, UserError
 from ..prediction import PREDICTORS
 from ..ratings.weights import label_weights, pooled_variance
+from .journal import Journal, fingerprint
 from .metrics import plcc_raw, rmse, srcc
-from .replay import Dataset, parse_spec, select, subsample_rows
+from .replay import Dataset, dataset_arrays, parse_spec, select, subsample_rows
 
 DESIGNS = ("1", "3", "5", "mixed")
 #: Share of the budget spent on first ratings in the ``mixed`` design.
 MIXED_FIRST = 0.6
+#: The study's journal in evaluate's output folder (removed once budget.json is written).
+BUDGET_JOURNAL = "budget-trials-in-progress.jsonl"
 
 
 @dataclass(frozen=True)
@@ -108,22 +111,56 @@ def _weights(ratings: list[list[float]], X: np.ndarray, means: np.ndarray, name:
     return label_weights(n, pooled / n, getattr(plain, "loo_residuals_", None))
 
 
-def run_budget_study(X: np.ndarray, dataset: Dataset, budgets: Sequence[int], seeds: int, selector: str,
-                     predictor: str, settings: Mapping[str, Mapping[str, Any]] | None = None,
-                     pool: int | None = None, weighted: bool = False,
-                     progress: Callable[[Iterable[Any]], Iterable[Any]] = iter) -> list[BudgetTrial]:
-    """Every design at every budget for each seed (each seed on its own random ``pool`` of images
-    when given)."""
-    if pool is not None and not 2 <= pool <= len(dataset.paths):
-        raise ConfigError(f"--pool must be between 2 and the dataset's {len(dataset.paths)} images, got {pool}")
-    if any(b < 2 for b in budgets):
-        raise ConfigError(f"rater budgets must be at least 2 ratings, got {list(budgets)}")
+@dataclass(frozen=True)
+class BudgetStudy:
+    """What to simulate: every design at every budget, for each seed (each on its own random
+    ``pool`` of images when given), with one selector and predictor."""
+
+    budgets: Sequence[int]
+    seeds: int
+    selector: str
+    predictor: str
+    #: Per predictor name, what the settings in effect give it (``Config.params_for``).
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    pool: int | None = None
+    #: The model weighs each MOS by how sure it is (MOS_CERTAINTY_WEIGHTS=on).
+    weighted: bool = False
+
+    def check(self, n_images: int) -> BudgetStudy:
+        """Every value is usable with ``n_images`` images; fails before any work."""
+        if self.pool is not None and not 2 <= self.pool <= n_images:
+            raise ConfigError(f"--pool must be between 2 and the dataset's {n_images} images, got {self.pool}")
+        if any(b < 2 for b in self.budgets):
+            raise ConfigError(f"rater budgets must be at least 2 ratings, got {list(self.budgets)}")
+        parse_spec(self.predictor)
+        return self
+
+    def fingerprint(self, X: np.ndarray, dataset: Dataset) -> str:
+        """A digest of everything this study's trials on ``X`` and ``dataset`` depend on."""
+        settings = [*self.settings.values(), parse_spec(self.predictor)[1]]
+        return fingerprint({"study": repr(self)}, settings, dataset_arrays(X, dataset))
+
+
+def run_budget_study(X: np.ndarray, dataset: Dataset, study: BudgetStudy,
+                     progress: Callable[[Iterable[Any]], Iterable[Any]] = iter,
+                     journal: Journal | None = None) -> list[BudgetTrial]:
+    """Every trial of ``study``. ``journal`` (opened for these inputs) keeps each finished trial,
+    and supplies those an interrupted run finished."""
+    study.check(len(dataset.paths))
     trials = []
-    for budget, design, seed in progress([(b, d, s) for b in budgets for d in DESIGNS for s in range(seeds)]):
-        rows = np.arange(len(dataset.paths)) if pool is None else subsample_rows(len(dataset.paths),
-                                                                                 pool / len(dataset.paths), seed)
-        trials.append(run_budget_trial(X[rows], dataset.subset(rows), budget, design, seed, selector, predictor,
-                                       settings, weighted))
+    for budget, design, seed in progress([(b, d, s) for b in study.budgets for d in DESIGNS
+                                          for s in range(study.seeds)]):
+        key = (budget, design, seed)
+        if journal is not None and key in journal.done:
+            trials.extend(BudgetTrial(**entry) for entry in journal.done[key])
+            continue
+        rows = (np.arange(len(dataset.paths)) if study.pool is None
+                else subsample_rows(len(dataset.paths), study.pool / len(dataset.paths), seed))
+        trial = run_budget_trial(X[rows], dataset.subset(rows), budget, design, seed, study.selector,
+                                 study.predictor, study.settings, study.weighted)
+        if journal is not None:
+            journal.record(key, [trial])
+        trials.append(trial)
     return trials
 
 

@@ -24,11 +24,9 @@ from ..prediction import PREDICTORS
 from ..registry import Registry
 from ..selection import SELECTORS
 from . import LABEL_MODES, STRATEGIES
-from .journal import Journal, digest_rows
+from .journal import Journal, fingerprint
 from .metrics import all_metrics, srcc, terciles
 
-#: The package's folder: its files (code, bundled prior) are part of an evaluate run's fingerprint.
-PACKAGE = Path(__file__).resolve().parent.parent
 #: The seed's number of representatives when no setting says otherwise (``stream`` starts with them).
 REPRESENTATIVES: int = Config.__dataclass_fields__["n_representatives"].default
 
@@ -306,13 +304,15 @@ class Grid:
         """A digest of everything this grid's trials on ``X`` and ``dataset`` depend on: equal
         digests give equal trials. A file that a setting or predictor spec names (a prior) counts
         by its contents, and so does the package (its code and bundled prior)."""
-        named = [str(v) for params in self.settings.values() for v in params.values()]
-        named += [str(v) for spec in self.predictors for v in parse_spec(spec)[1].values()]
-        files = [f for f in sorted(PACKAGE.rglob("*")) if f.is_file() and "__pycache__" not in f.parts]
-        files += [Path(v) for v in named if v and Path(v).is_file()]
-        header = {"grid": repr(self), "paths": [str(p) for p in dataset.paths]}
-        return digest_rows(header, files, [dataset.mos, np.zeros(0) if dataset.mos_std is None else dataset.mos_std,
-                                           X])
+        settings = [*self.settings.values(), *(parse_spec(spec)[1] for spec in self.predictors)]
+        return fingerprint({"grid": repr(self)}, settings, dataset_arrays(X, dataset))
+
+
+def dataset_arrays(X: np.ndarray, dataset: Dataset) -> list[np.ndarray]:
+    """What trials read of a dataset, for a fingerprint: image names, MOS, spread, features."""
+    names = np.array([str(p) for p in dataset.paths], dtype=str)
+    spread = np.zeros(0) if dataset.mos_std is None else dataset.mos_std
+    return [names, dataset.mos, spread, X]
 
 
 def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,

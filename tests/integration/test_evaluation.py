@@ -360,7 +360,7 @@ def test_rater_budget_designs_spend_the_budget_and_pair_with_one_rater() -> None
     """k raters per image rate budget / k images, mixed spends 60 % on first ratings; the
     simulated raters scatter by mos_std (their mean of 3 by mos_std / sqrt 3); the difference with
     one rater per image is paired by seed."""
-    from ml_backend.evaluation.rater_budget import run_budget_study, simulated_ratings, summarise_budget
+    from ml_backend.evaluation.rater_budget import BudgetStudy, run_budget_study, simulated_ratings, summarise_budget
 
     X, data = synthetic(n=90)
     data = Dataset(data.root, data.paths, np.full(90, 50.0), np.full(90, 12.0))
@@ -368,7 +368,7 @@ def test_rater_budget_designs_spend_the_budget_and_pair_with_one_rater() -> None
     assert np.std(ratings - 50) == pytest.approx(12, rel=0.1)
     assert np.std(ratings.mean(axis=1) - 50) == pytest.approx(12 / np.sqrt(3), rel=0.2)
     X, data = synthetic(n=90)
-    trials = run_budget_study(X, data, [90], seeds=3, selector="random", predictor="ridge")
+    trials = run_budget_study(X, data, BudgetStudy([90], seeds=3, selector="random", predictor="ridge"))
     by = {(t.design, t.seed): t for t in trials}
     spent = {d: (by[(d, 0)].images_rated, by[(d, 0)].ratings_used) for d in ("1", "3", "5")}
     assert spent == {"1": (90, 90), "3": (30, 90), "5": (18, 90)}
@@ -377,6 +377,43 @@ def test_rater_budget_designs_spend_the_budget_and_pair_with_one_rater() -> None
     differences = [by[("3", s)].metrics["srcc"] - by[("1", s)].metrics["srcc"] for s in range(3)]
     assert three["delta_srcc"] == pytest.approx(np.mean(differences))
     assert three["delta_se"] == pytest.approx(np.std(differences, ddof=1) / np.sqrt(3))
+
+
+def test_an_interrupted_rater_budget_study_resumes_from_its_journal(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each finished trial is kept; the same study resumes with only the rest, and gives the
+    trials of a study never interrupted; another study starts its journal over."""
+    from ml_backend.evaluation import rater_budget
+    from ml_backend.evaluation.journal import Journal
+    from ml_backend.evaluation.rater_budget import BudgetStudy, run_budget_study
+
+    X, data = synthetic(n=90)
+    study = BudgetStudy([20, 40], seeds=2, selector="kmeans", predictor="ridge", pool=70)
+    digest = study.fingerprint(X, data)
+    path = tmp_path / "budget.jsonl"
+
+    def stop_after_five(items: Iterable[Any]) -> Iterator[Any]:  # the progress hook: Ctrl-C after 5 trials
+        for i, item in enumerate(items):
+            if i == 5:
+                raise KeyboardInterrupt
+            yield item
+
+    journal = Journal(path, digest).open()
+    with pytest.raises(KeyboardInterrupt):
+        run_budget_study(X, data, study, progress=stop_after_five, journal=journal)
+    journal.close(finished=False)
+    ran = []
+    original = rater_budget.run_budget_trial
+    monkeypatch.setattr(rater_budget, "run_budget_trial", lambda *a, **k: ran.append(a[2:5]) or original(*a, **k))
+    journal = Journal(path, digest).open()
+    resumed = run_budget_study(X, data, study, journal=journal)
+    journal.close(finished=True)
+    assert len(ran) == 2 * 4 * 2 - 5 and not path.exists()
+    assert resumed == run_budget_study(X, data, study)
+    assert BudgetStudy([20, 40], seeds=2, selector="kmeans", predictor="ridge", pool=71).fingerprint(X, data) != digest
+    assert study.fingerprint(X + 1e-9, data) != digest
+    with pytest.raises(ValueError, match="rater budgets must be at least 2 ratings"):
+        BudgetStudy([1], seeds=1, selector="kmeans", predictor="ridge").check(90)
 
 
 def test_evaluate_rater_budgets_writes_the_table_and_plot(tmp_path: Path) -> None:
@@ -396,3 +433,4 @@ def test_evaluate_rater_budgets_writes_the_table_and_plot(tmp_path: Path) -> Non
     assert len(report["trials"]) == 2 * 4 * 2 and set(report["winners"]) == {"12", "30"}
     assert "| 30 | 3 raters per image | 10 | 30 |" in (out / "budget.md").read_text()
     assert (out / "budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "budget-trials-in-progress.jsonl").exists() and report["setup"]["resumed_trials"] == 0
