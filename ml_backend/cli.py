@@ -427,8 +427,9 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
         "For each budget, selector, predictor, label mode and strategy, and each seed: label the "
         "budget's images, fit, predict the rest, and compare with the human MOS (SRCC, PLCC after a "
         "4-parameter logistic fit and raw, KRCC, RMSE; plus SRCC between the confidence and the "
-        "absolute error). Writes results.json, results.md and srcc.png. Each finished replay is kept in "
-        "the output folder until then, so an interrupted run resumes when run again.", run_evaluate)
+        "absolute error). Writes results.json, results.md and srcc.png. Each finished replay (or "
+        "--rater-budgets trial) is kept in the output folder until then, so an interrupted run resumes "
+        "when run again.", run_evaluate)
     parser.add_argument("dataset", type=Path, help="folder with labels.csv (image,mos[,mos_std]) and the "
                         "images it names")
     parser.add_argument("--labels-csv", default="labels.csv",
