@@ -496,7 +496,10 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
                 held_out=args.held_out, default=default,
                 settings={name: config.params_for(name) for name in PREDICTORS.names()},
                 representatives=config.n_representatives).check()
-    dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
+    dataset = load_dataset(args.dataset, tuple(args.scale), args.labels_csv)
+    if "single" in grid.labels:
+        dataset.spread("single-rater labels")  # before the features: they may take minutes
+    dataset, features, _ = _readable(dataset, args, config)
     started = time.perf_counter()
     journal = Journal(args.out / JOURNAL, grid.fingerprint(features, dataset))
     with _resumable(journal, "replay") as resumed:
@@ -536,10 +539,11 @@ def _evaluate_rater_budgets(args: argparse.Namespace, config: Config) -> int:
     from .evaluation.rater_budget import BUDGET_JOURNAL, BudgetStudy, run_budget_study, write_budget_report
     from .evaluation.replay import load_dataset
 
-    dataset, features, _ = _readable(load_dataset(args.dataset, tuple(args.scale), args.labels_csv), args, config)
+    dataset = load_dataset(args.dataset, tuple(args.scale), args.labels_csv)
     study = BudgetStudy(args.rater_budgets, args.seeds, config.selector, config.predictor,
                         {name: config.params_for(name) for name in PREDICTORS.names()}, args.pool,
-                        weighted=config.certainty_weights == "on").check(len(dataset.paths))
+                        weighted=config.certainty_weights == "on").check(dataset)  # before the features
+    dataset, features, _ = _readable(dataset, args, config)
     started = time.perf_counter()
     journal = Journal(args.out / BUDGET_JOURNAL, study.fingerprint(features, dataset))
     with _resumable(journal, "trial") as resumed:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError, UserError
+from ..errors import ConfigError, UserError
 from ..prediction import PREDICTORS
 from ..ratings.weights import label_weights, pooled_variance
 from .journal import Journal, fingerprint
@@ -51,9 +51,8 @@ class BudgetTrial:
 def simulated_ratings(dataset: Dataset, rows: np.ndarray, raters: int, rng: np.random.Generator,
                       step: float = 1.0) -> np.ndarray:
     """``raters`` independent simulated ratings of each of ``rows`` (shape rows x raters)."""
-    if dataset.mos_std is None:
-        raise DatasetError(f"{dataset.root / 'labels.csv'}: simulating raters needs a 'mos_std' column")
-    noisy = dataset.mos[rows, None] + rng.normal(0.0, 1.0, (len(rows), raters)) * dataset.mos_std[rows, None]
+    spread = dataset.spread("simulated raters")
+    noisy = dataset.mos[rows, None] + rng.normal(0.0, 1.0, (len(rows), raters)) * spread[rows, None]
     low, high = dataset.scale
     return np.clip(np.round((noisy - low) / step) * step + low, low, high)
 
@@ -126,8 +125,10 @@ class BudgetStudy:
     #: The model weighs each MOS by how sure it is (MOS_CERTAINTY_WEIGHTS=on).
     weighted: bool = False
 
-    def check(self, n_images: int) -> BudgetStudy:
-        """Every value is usable with ``n_images`` images; fails before any work."""
+    def check(self, dataset: Dataset) -> BudgetStudy:
+        """Every value is usable with ``dataset``, which has the rating spread; fails before any work."""
+        dataset.spread("simulated raters")
+        n_images = len(dataset.paths)
         if self.pool is not None and not 2 <= self.pool <= n_images:
             raise ConfigError(f"--pool must be between 2 and the dataset's {n_images} images, got {self.pool}")
         if any(b < 2 for b in self.budgets):
@@ -146,7 +147,7 @@ def run_budget_study(X: np.ndarray, dataset: Dataset, study: BudgetStudy,
                      journal: Journal | None = None) -> list[BudgetTrial]:
     """Every trial of ``study``. ``journal`` (opened for these inputs) keeps each finished trial,
     and supplies those an interrupted run finished."""
-    study.check(len(dataset.paths))
+    study.check(dataset)
     trials = []
     for budget, design, seed in progress([(b, d, s) for b in study.budgets for d in DESIGNS
                                           for s in range(study.seeds)]):

@@ -38,6 +38,15 @@ class Dataset:
     mos: np.ndarray
     mos_std: np.ndarray | None
     scale: tuple[float, float] = (0.0, 100.0)
+    #: The labels file inside ``root`` it was read from, for error messages.
+    labels: str = "labels.csv"
+
+    def spread(self, needed_for: str) -> np.ndarray:
+        """The per-image rating spread, or a DatasetError naming the labels file: simulated raters
+        need it. Checked before any work, so that a run without it fails at once."""
+        if self.mos_std is None:
+            raise DatasetError(f"{self.root / self.labels}: {needed_for} need a 'mos_std' column")
+        return self.mos_std
 
     def restricted_to(self, paths: Sequence[Path]) -> Dataset:
         """The images among ``paths`` (e.g. those whose features could be extracted), in that order."""
@@ -47,7 +56,7 @@ class Dataset:
     def subset(self, keep: Sequence[int]) -> Dataset:
         keep = list(keep)
         std = None if self.mos_std is None else self.mos_std[keep]
-        return Dataset(self.root, [self.paths[i] for i in keep], self.mos[keep], std, self.scale)
+        return Dataset(self.root, [self.paths[i] for i in keep], self.mos[keep], std, self.scale, self.labels)
 
 
 def _number(path: Path, line: int, field_name: str, raw: str | None) -> float:
@@ -82,7 +91,7 @@ def load_dataset(folder: Path, scale: tuple[float, float] = (0.0, 100.0), labels
                 std.append(_number(path, line, "mos_std", row.get("mos_std")))
     if not paths:
         raise DatasetError(f"{path} has no rows")
-    return Dataset(folder, paths, np.array(mos), np.array(std) if has_std else None, scale)
+    return Dataset(folder, paths, np.array(mos), np.array(std) if has_std else None, scale, labels)
 
 
 def simulated_labels(dataset: Dataset, mode: str, rng: np.random.Generator, step: float = 1.0) -> np.ndarray:
@@ -92,9 +101,7 @@ def simulated_labels(dataset: Dataset, mode: str, rng: np.random.Generator, step
         return dataset.mos.copy()
     if mode != "single":
         raise ConfigError(f"unknown label mode '{mode}'; choose from: {', '.join(LABEL_MODES)}")
-    if dataset.mos_std is None:
-        raise DatasetError(f"{dataset.root / 'labels.csv'}: single-rater labels need a 'mos_std' column")
-    noisy = dataset.mos + rng.normal(0.0, 1.0, len(dataset.mos)) * dataset.mos_std
+    noisy = dataset.mos + rng.normal(0.0, 1.0, len(dataset.mos)) * dataset.spread("single-rater labels")
     low, high = dataset.scale
     return np.clip(np.round((noisy - low) / step) * step + low, low, high)
 

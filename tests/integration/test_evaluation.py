@@ -283,6 +283,21 @@ def test_evaluate_command_rejects_a_bad_held_out(tmp_path: Path) -> None:
     assert result.returncode == 1 and "--held-out does not apply to --rater-budgets" in result.stderr
 
 
+def test_simulated_raters_without_a_spread_are_refused_before_any_work(tmp_path: Path) -> None:
+    """A labels file without mos_std cannot drive simulated raters: the command says which file,
+    before extracting any feature or writing anything to --out."""
+    write_labels(tmp_path / "data", "image,mos\nmissing-a.png,40\nmissing-b.png,60\n")
+    (tmp_path / "data" / "labels.csv").rename(tmp_path / "data" / "lab.csv")
+    for option, what in ((["--labels", "single"], "single-rater labels"),
+                         (["--rater-budgets", "10"], "simulated raters")):
+        result = run_command("evaluate", str(tmp_path / "data"), "--labels-csv", "lab.csv", "--out",
+                             str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), *option, timeout=120)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"error: {tmp_path / 'data' / 'lab.csv'}: {what} need a 'mos_std' column")
+        assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
 def test_held_out_images_are_never_rated_and_score_every_trial() -> None:
     """Each seed sets its own images aside before the pool is drawn; every strategy is scored on
     them, so orders are compared on the same images (not on the ones each left unrated)."""
@@ -413,7 +428,7 @@ def test_an_interrupted_rater_budget_study_resumes_from_its_journal(tmp_path: Pa
     assert BudgetStudy([20, 40], seeds=2, selector="kmeans", predictor="ridge", pool=71).fingerprint(X, data) != digest
     assert study.fingerprint(X + 1e-9, data) != digest
     with pytest.raises(ValueError, match="rater budgets must be at least 2 ratings"):
-        BudgetStudy([1], seeds=1, selector="kmeans", predictor="ridge").check(90)
+        BudgetStudy([1], seeds=1, selector="kmeans", predictor="ridge").check(data)
 
 
 def test_evaluate_rater_budgets_writes_the_table_and_plot(tmp_path: Path) -> None:
