@@ -486,6 +486,8 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file, not a folder")
+    if not args.scale[0] < args.scale[1]:
+        raise ConfigError(f"--scale MIN MAX: MIN must be below MAX, got {args.scale[0]:g} {args.scale[1]:g}")
     if args.rater_budgets:
         if args.held_out:
             raise ConfigError("--held-out does not apply to --rater-budgets (it scores the whole MOS.csv)")
@@ -500,11 +502,16 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     if "single" in grid.labels:
         dataset.spread("single-rater labels")  # before the features: they may take minutes
     dataset, features, _ = _readable(dataset, args, config)
+    n_images = len(dataset.paths)
+    skipped = [b for b in grid.budgets if b not in grid.usable_budgets(n_images)]
+    if skipped:
+        print(f"warning: --budgets {' '.join(map(str, skipped))} skipped: a replay has {grid.replay_images(n_images)} "
+              "images, and these leave none of them to score", file=sys.stderr)
     started = time.perf_counter()
     journal = Journal(args.out / JOURNAL, grid.fingerprint(features, dataset))
     with _resumable(journal, "replay") as resumed:
         trials = run_grid(features, dataset, grid, progress=lambda items: tqdm(items, desc="replays"), journal=journal)
-    setup = {"dataset": str(args.dataset), "images": len(dataset.paths), "backbone": args.backbone,
+    setup = {"dataset": str(args.dataset), "images": n_images, "backbone": args.backbone,
              "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "pool": args.pool,
              "held_out": args.held_out, "resumed_replays": resumed,
              "default": {"selector": default[0], "predictor": default[1], "strategy": default[2],
@@ -522,9 +529,9 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     subsampled = f" ({'; '.join(parts)})" if parts else ""
     scored = (f"{args.held_out} held-out images per seed that no trial sees or rates" if args.held_out
               else "the images not labelled")
-    description = (f"Dataset `{args.dataset}` ({len(dataset.paths)} images), backbone `{args.backbone}`, "
+    description = (f"Dataset `{args.dataset}` ({n_images} images), backbone `{args.backbone}`, "
                    f"{args.seeds} seeds{subsampled}; mean ± std over seeds; metrics on {scored}.")
-    title = f"{args.dataset.name}: {len(dataset.paths)} images{subsampled}, {args.backbone}"
+    title = f"{args.dataset.name}: {n_images} images{subsampled}, {args.backbone}"
     print(write_report(args.out, trials, setup, title, description, default,
                        scored="the held-out images" if args.held_out else "the unlabelled images"))
     journal.close(finished=True)  # the results are written: nothing left to resume

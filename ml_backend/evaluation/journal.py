@@ -53,26 +53,25 @@ class Journal:
         self.done: dict[tuple[Hashable, ...], list[dict[str, Any]]] = {}
         self.restarted = False
         self._handle: IO[str] | None = None
+        self._continues = False  # append to the file read (the same inputs) instead of starting it over
+        self._torn = False
 
     def open(self) -> Journal:
-        """Read what an earlier run with the same inputs finished (a torn last line is dropped),
-        then keep the file open to append to it; a journal for other inputs is started over."""
+        """Read what an earlier run with the same inputs finished (a torn last line is dropped);
+        a journal for other inputs is started over. The file is written from the first record
+        on, so a run that fails before finishing anything leaves nothing behind."""
         text = self.path.read_text(encoding="utf-8", errors="replace") if self.path.is_file() else ""
         lines = text.splitlines()
         header = _parse(lines[0]) if lines else None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if header is not None and header.get("fingerprint") == self.digest:
+        self._continues = header is not None and header.get("fingerprint") == self.digest
+        if self._continues:
             for line in lines[1:]:
                 entry = _parse(line)
                 if entry is not None and isinstance(entry.get("key"), list) and isinstance(entry.get("trials"), list):
                     self.done[tuple(entry["key"])] = entry["trials"]
-            self._handle = self.path.open("a", encoding="utf-8")
-            if not text.endswith("\n"):
-                self._handle.write("\n")  # after a torn line, the next entry starts a line of its own
+            self._torn = not text.endswith("\n")
         else:
             self.restarted = bool(lines)
-            self._handle = self.path.open("w", encoding="utf-8")
-            self._write({"fingerprint": self.digest})
         return self
 
     def record(self, key: tuple[Hashable, ...], trials: list[Any]) -> None:
@@ -90,7 +89,13 @@ class Journal:
             self.path.unlink(missing_ok=True)
 
     def _write(self, entry: dict[str, Any]) -> None:
-        assert self._handle is not None, "open() first"
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("a" if self._continues else "w", encoding="utf-8")
+            if not self._continues:
+                self._handle.write(json.dumps({"fingerprint": self.digest}) + "\n")
+            elif self._torn:
+                self._handle.write("\n")  # after a torn line, the next entry starts a line of its own
         self._handle.write(json.dumps(entry) + "\n")
         self._handle.flush()
 

@@ -128,6 +128,8 @@ class BudgetStudy:
     def check(self, dataset: Dataset) -> BudgetStudy:
         """Every value is usable with ``dataset``, which has the rating spread; fails before any work."""
         dataset.spread("simulated raters")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
         n_images = len(dataset.paths)
         if self.pool is not None and not 2 <= self.pool <= n_images:
             raise ConfigError(f"--pool must be between 2 and the dataset's {n_images} images, got {self.pool}")

@@ -289,6 +289,10 @@ class Grid:
 
     def check(self) -> Grid:
         """Every name and value is usable; fails before any work."""
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        if not self.budgets or min(self.budgets) < 1:
+            raise ConfigError(f"--budgets must be at least 1 label each, got {list(self.budgets)}")
         if not 0.0 < self.subsample <= 1.0:
             raise ConfigError(f"--subsample must be in (0, 1], got {self.subsample}")
         if self.pool is not None and self.pool < 2:
@@ -306,6 +310,33 @@ class Grid:
             if strategy not in STRATEGIES:
                 raise ConfigError(f"unknown strategy '{strategy}'; choose from: {', '.join(STRATEGIES)}")
         return self
+
+    def fraction(self, n_images: int) -> float:
+        """The share of the images not held out that each seed replays on; fails when
+        ``held_out`` or ``pool`` do not fit ``n_images``."""
+        if self.held_out >= n_images - 1:
+            raise ConfigError(f"--held-out {self.held_out} leaves fewer than 2 of the dataset's {n_images} images "
+                              "to rate")
+        fraction = self.subsample if self.pool is None else self.pool / (n_images - self.held_out)
+        if fraction > 1.0:
+            beside = f" beside --held-out {self.held_out}" if self.held_out else ""
+            raise ConfigError(f"--pool {self.pool}{beside} is larger than the dataset ({n_images} images)")
+        return fraction
+
+    def replay_images(self, n_images: int) -> int:
+        """How many images each seed's replay has (its pool, or share, of those not held out)."""
+        available, fraction = n_images - self.held_out, self.fraction(n_images)
+        return available if fraction >= 1.0 else max(1, round(fraction * available))
+
+    def usable_budgets(self, n_images: int) -> list[int]:
+        """The budgets that leave images unrated in each seed's replay (the others are skipped);
+        fails when none does."""
+        size = self.replay_images(n_images)
+        usable = [b for b in self.budgets if b < size]
+        if not usable:
+            raise ConfigError(f"--budgets {' '.join(map(str, self.budgets))}: a replay has {size} images, and every "
+                              f"budget leaves none of them to score; choose budgets below {size}")
+        return usable
 
     def fingerprint(self, X: np.ndarray, dataset: Dataset) -> str:
         """A digest of everything this grid's trials on ``X`` and ``dataset`` depend on: equal
@@ -331,15 +362,9 @@ def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
     Each seed's images are cut once rather than per trial; without ``subsample``, ``pool`` and
     ``held_out`` all of them, uncopied.
     """
-    grid.check()
     n_images = len(dataset.paths)
-    if grid.held_out >= n_images - 1:
-        raise ConfigError(f"--held-out {grid.held_out} leaves fewer than 2 of the dataset's {n_images} images to rate")
-    available = n_images - grid.held_out
-    fraction = grid.subsample if grid.pool is None else grid.pool / available
-    if fraction > 1.0:
-        beside = f" beside --held-out {grid.held_out}" if grid.held_out else ""
-        raise ConfigError(f"--pool {grid.pool}{beside} is larger than the dataset ({n_images} images)")
+    grid.check().usable_budgets(n_images)
+    fraction = grid.fraction(n_images)
     replays, held = {}, {}
     for seed in range(grid.seeds):
         rows: np.ndarray = np.arange(n_images)

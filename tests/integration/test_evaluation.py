@@ -206,6 +206,9 @@ def test_an_interrupted_grid_resumes_from_its_journal(tmp_path: Path, monkeypatc
     assert binary.done == {} and binary.restarted
     binary.close(finished=True)
     assert not path.exists()
+    never = Journal(tmp_path / "new" / "journal.jsonl", digest).open()  # nothing finished: nothing written
+    never.close(finished=False)
+    assert not (tmp_path / "new").exists()
 
 
 def test_summary_table_and_plot(tmp_path: Path) -> None:
@@ -281,6 +284,23 @@ def test_evaluate_command_rejects_a_bad_held_out(tmp_path: Path) -> None:
     assert result.returncode == 1 and "--held-out must be at least 3 images" in result.stderr
     result = run_command("evaluate", str(tmp_path), "--held-out", "5", "--rater-budgets", "100", timeout=120)
     assert result.returncode == 1 and "--held-out does not apply to --rater-budgets" in result.stderr
+
+
+def test_evaluate_command_refuses_an_empty_scale_and_warns_of_skipped_budgets(tmp_path: Path) -> None:
+    from ml_backend.dev.sample_dataset import make_sample_dataset
+
+    rows = make_sample_dataset(tmp_path / "data", scenes=1)  # 13 images
+    write_labels(tmp_path / "data", "image,mos\n" + "".join(f"{r.name},{90 - 18 * r.level}\n" for r in rows))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    common = ("evaluate", str(tmp_path / "data"), "--out", str(out), "--cache-dir", str(cache))
+    refused = run_command(*common, "--scale", "5", "1", timeout=120)
+    assert refused.returncode == 1 and "error: --scale MIN MAX: MIN must be below MAX, got 5 1" in refused.stderr
+    assert not out.exists() and not cache.exists()
+    result = run_command(*common, "--budgets", "4", "13", "20", "--seeds", "1", "--selectors", "random",
+                         "--strategies", "upfront", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "warning: --budgets 13 20 skipped: a replay has 13 images" in result.stderr
+    assert [t["budget"] for t in json.loads((out / "results.json").read_text())["trials"]] == [4]
 
 
 def test_simulated_raters_without_a_spread_are_refused_before_any_work(tmp_path: Path) -> None:
@@ -369,6 +389,27 @@ def test_default_rows_are_marked_and_others_paired_with_them() -> None:
     assert paired(orders, ("random", "ridge", "active")) == []  # each order's only pair is itself
     with pytest.raises(ValueError, match="--pool 500 is larger than the dataset"):
         run_grid(X, data, Grid(budgets=[30], selectors=["random"], predictors=["ridge"], pool=500))
+
+
+def test_a_grid_that_cannot_run_fails_before_any_work() -> None:
+    """No seed, a budget of no label, or budgets that leave no image to score are refused at once;
+    budgets too large for the replays beside usable ones are skipped."""
+    from ml_backend.evaluation.replay import Grid, run_grid
+
+    X, data = synthetic()  # 120 images
+    base = {"budgets": [30], "selectors": ["random"], "predictors": ["ridge"]}
+    with pytest.raises(ValueError, match="--seeds must be at least 1, got 0"):
+        Grid(**{**base, "seeds": 0}).check()
+    with pytest.raises(ValueError, match=r"--budgets must be at least 1 label each, got \[30, 0\]"):
+        Grid(**{**base, "budgets": [30, 0]}).check()
+    held = Grid(**{**base, "budgets": [20, 100, 110], "held_out": 10})
+    assert held.replay_images(120) == 110 and held.usable_budgets(120) == [20, 100]
+    assert Grid(**{**base, "pool": 50}).replay_images(120) == 50
+    assert Grid(**{**base, "subsample": 0.5, "held_out": 20}).replay_images(120) == 50
+    with pytest.raises(ValueError, match="--budgets 50 60: a replay has 50 images, and every budget leaves none"):
+        run_grid(X, data, Grid(**{**base, "budgets": [50, 60], "pool": 50}))
+    trials = run_grid(X, data, Grid(**{**base, "budgets": [10, 120], "seeds": 2}))
+    assert [t.budget for t in trials] == [10, 10]
 
 
 def test_rater_budget_designs_spend_the_budget_and_pair_with_one_rater() -> None:
