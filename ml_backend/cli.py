@@ -646,7 +646,7 @@ def _sample(commands: argparse._SubParsersAction, config: Config) -> None:
         "level: the known order of severity, not human opinion, for trying the evaluate command) into OUT.",
         run_sample)
     parser.add_argument("out", type=Path, help="output folder (created if missing)")
-    parser.add_argument("--scenes", type=int, default=None, help="use only the first N scenes (default: all 6)")
+    parser.add_argument("--scenes", type=int, default=None, help="use only the first N scenes, 1 to 6 (default: all 6)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
 
 

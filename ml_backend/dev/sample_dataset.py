@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..errors import MissingPathError
+from ..errors import ConfigError, MissingPathError
 
 
 def _scenes() -> dict[str, Callable[[], np.ndarray]]:
@@ -84,12 +84,15 @@ def make_sample_dataset(out: Path, scenes: int | None = None, seed: int = 0) -> 
     ``gold.csv`` (``image,min,max``, for ``seed --gold``): each scene's reference and its strongest
     blur, with ranges on the 0-100 scale.
     """
+    available = list(_scenes().items())
+    if scenes is not None and not 1 <= scenes <= len(available):
+        raise ConfigError(f"--scenes must be between 1 and {len(available)}, got {scenes}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MissingPathError(f"cannot create the sample folder {out}: {exc.strerror or exc}") from None
     rng = np.random.default_rng(seed)
-    chosen = list(_scenes().items())[: scenes or None]
+    chosen = available[:scenes]
     rows: list[SampleImage] = []
     for scene, load in chosen:
         array = load()

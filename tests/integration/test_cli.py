@@ -78,6 +78,10 @@ def test_missing_folders_are_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert str(blocker) in one_line_error(run_command("sample", str(blocker / "sample")))
+    for scenes in ("0", "-1", "7"):  # 0 once meant every scene, -1 all but the last
+        result = run_command("sample", str(tmp_path / "sample"), "--scenes", scenes)
+        assert f"--scenes must be between 1 and 6, got {scenes}" in one_line_error(result)
+    assert not (tmp_path / "sample").exists()
 
 
 def test_prediction_and_selection_import_without_torch() -> None:
