@@ -179,6 +179,9 @@ def run_seed(args: argparse.Namespace, config: Config) -> int:
 
     if args.document_root is None:
         raise UserError("set LOCAL_FILES_DOCUMENT_ROOT or pass --document-root")
+    for flag, value in (("-n/--n-representatives", args.n_representatives), ("--raters", args.raters)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
     count = args.n_representatives
     if count is None and args.selector != "dbscan":
         count = config.n_representatives
@@ -397,7 +400,7 @@ def run_predict(args: argparse.Namespace, config: Config) -> int:
 
     if not args.out.parent.is_dir():
         raise MissingPathError(f"output folder {args.out.parent} does not exist")
-    scale = (float(args.scale[0]), float(args.scale[1]))
+    scale = _scale(args)
     ratings = read_ratings(args.ratings, scale)
     paths, _ = list_images(args.folder)
     name_of = {path: path.relative_to(args.folder).as_posix() for path in paths}
@@ -486,8 +489,6 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file, not a folder")
-    if not args.scale[0] < args.scale[1]:
-        raise ConfigError(f"--scale MIN MAX: MIN must be below MAX, got {args.scale[0]:g} {args.scale[1]:g}")
     if args.rater_budgets:
         if args.held_out:
             raise ConfigError("--held-out does not apply to --rater-budgets (it scores the whole MOS.csv)")
@@ -498,7 +499,7 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
                 held_out=args.held_out, default=default,
                 settings={name: config.params_for(name) for name in PREDICTORS.names()},
                 representatives=config.n_representatives).check()
-    dataset = load_dataset(args.dataset, tuple(args.scale), args.labels_csv)
+    dataset = load_dataset(args.dataset, _scale(args), args.labels_csv)
     if "single" in grid.labels:
         dataset.spread("single-rater labels")  # before the features: they may take minutes
     dataset, features, _ = _readable(dataset, args, config)
@@ -546,7 +547,7 @@ def _evaluate_rater_budgets(args: argparse.Namespace, config: Config) -> int:
     from .evaluation.rater_budget import BUDGET_JOURNAL, BudgetStudy, run_budget_study, write_budget_report
     from .evaluation.replay import load_dataset
 
-    dataset = load_dataset(args.dataset, tuple(args.scale), args.labels_csv)
+    dataset = load_dataset(args.dataset, _scale(args), args.labels_csv)
     study = BudgetStudy(args.rater_budgets, args.seeds, config.selector, config.predictor,
                         {name: config.params_for(name) for name in PREDICTORS.names()}, args.pool,
                         weighted=config.certainty_weights == "on").check(dataset)  # before the features
@@ -615,6 +616,14 @@ def run_train_prior(args: argparse.Namespace, config: Config) -> int:
     prior.save(args.out)
     print(f"wrote {args.out}: a prior from {len(dataset.mos)} images, features {namespace}")
     return 0
+
+
+def _scale(args: argparse.Namespace) -> tuple[float, float]:
+    """``--scale MIN MAX``, refused unless MIN is below MAX."""
+    low, high = float(args.scale[0]), float(args.scale[1])
+    if not low < high:
+        raise ConfigError(f"--scale MIN MAX: MIN must be below MAX, got {low:g} {high:g}")
+    return low, high
 
 
 def _count(n: int, noun: str) -> str:
@@ -690,6 +699,9 @@ def _quickstart(commands: argparse._SubParsersAction, config: Config) -> None:
 def run_quickstart_command(args: argparse.Namespace, config: Config) -> int:
     from .dev.quickstart import run_quickstart
 
+    for flag, port in (("--port", args.port), ("--backend-port", args.backend_port)):
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"{flag} must be between 1 and 65535, got {port}")
     return run_quickstart(config, args.home, args.port, args.backend_port, args.exit_after_seed)
 
 

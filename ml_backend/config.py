@@ -22,9 +22,12 @@ from .errors import ConfigError
 RUNTIMES = ("onnxruntime", "pytorch")
 
 
-def setting(default: Any, env: str, meaning: str, component: tuple[str, str, str] | None = None) -> Any:
-    """A ``Config`` field read from ``env``; ``component`` = (kind, name, parameter) it sets."""
-    return field(default=default, metadata={"env": env, "meaning": meaning, "component": component})
+def setting(default: Any, env: str, meaning: str, component: tuple[str, str, str] | None = None,
+            bounds: tuple[int, int | None] | None = None, flag: str = "") -> Any:
+    """A ``Config`` field read from ``env``; ``component`` = (kind, name, parameter) it sets;
+    ``bounds`` = (min, max or None) of an integer; ``flag``: the command-line option that overrides it."""
+    return field(default=default, metadata={"env": env, "meaning": meaning, "component": component,
+                                            "bounds": bounds, "flag": flag})
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,15 @@ class Config:
     max_side: int = setting(
         1024, "MOS_MAX_SIDE",
         "Images whose longer side exceeds this are downscaled before feature extraction "
-        "(smaller ones keep their resolution).")
+        "(smaller ones keep their resolution).", bounds=(32, None), flag="--max-side")
     max_image_bytes: int = setting(
         64 * 2**20, "MOS_MAX_IMAGE_BYTES",
         "Image files larger than this many bytes are skipped with a one-line reason (seed, /predict, "
-        "training).")
+        "training).", bounds=(1, None))
     max_pixels: int = setting(
         40_000_000, "MOS_MAX_PIXELS",
         "Images declaring more pixels than this (width x height, read from the header before "
-        "decoding) are skipped with a one-line reason (seed, /predict, training).")
+        "decoding) are skipped with a one-line reason (seed, /predict, training).", bounds=(1, None))
     resnet50_weights: str = setting(
         "", "MOS_RESNET50_WEIGHTS",
         "Local ResNet50 state dict (torchvision layout). Empty: torchvision's ImageNet weights "
@@ -77,7 +80,7 @@ class Config:
                             "Seed: how representatives are picked: ted, kmeans, faiss-kmeans or faiss-ted "
                             "(millions of images), dbscan, kcenter, auto or random.")
     n_representatives: int = setting(20, "MOS_REPRESENTATIVES",
-                                     "Seed: number of representatives (DBSCAN: at most this many).")
+                                     "Seed: number of representatives (DBSCAN: at most this many).", bounds=(1, None))
     predictor: str = setting(
         "ridge", "MOS_PREDICTOR",
         "Predictor used by the backend: ridge, knn or similarity (per project: extra_params "
@@ -119,7 +122,7 @@ class Config:
         "spread: ratings/weights.py); off: every rated image counts the same. Off by default: it "
         "gained nothing in the rater-budget simulation on clive-dev (docs/experiments.md).")
     knn_k: int = setting(5, "MOS_KNN_K", "KNN neighbours (per project: extra_params `n_neighbors`).",
-                         ("predictor", "knn", "n_neighbors"))
+                         ("predictor", "knn", "n_neighbors"), bounds=(1, None))
     knn_weights: str = setting("distance", "MOS_KNN_WEIGHTS",
                                "KNN weighting, uniform or distance (per project: extra_params `weights`).",
                                ("predictor", "knn", "weights"))
@@ -141,9 +144,9 @@ class Config:
     torch_threads: int = setting(
         0, "MOS_TORCH_THREADS",
         "Torch CPU threads for feature extraction; 0: the cores other processes leave free, re-measured "
-        "every half second while extracting (features/threads.py).")
+        "every half second while extracting (features/threads.py).", bounds=(0, None))
     host: str = setting("127.0.0.1", "MOS_HOST", "Address the backend listens on (0.0.0.0 in Docker).")
-    port: int = setting(9090, "MOS_PORT", "Port the backend listens on.")
+    port: int = setting(9090, "MOS_PORT", "Port the backend listens on.", bounds=(1, 65535), flag="--port")
     basic_auth_user: str = setting(
         "", "MOS_BASIC_AUTH_USER",
         "If set with MOS_BASIC_AUTH_PASS, the backend requires HTTP basic auth (set the same pair "
@@ -164,6 +167,9 @@ class Config:
         for name, value in (("MOS_PUBLISH", self.publish), ("MOS_CERTAINTY_WEIGHTS", self.certainty_weights)):
             if value not in ("on", "off"):
                 raise ConfigError(f"{name} must be on or off, got {value!r}")
+        for item in dataclasses.fields(self):
+            if item.metadata["bounds"] is not None:
+                _check_bounds(item, getattr(self, item.name))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -191,6 +197,18 @@ class Config:
 
     def backbone_params(self) -> dict[str, Any]:
         return self.component_params("backbone", self.backbone)
+
+
+def _check_bounds(item: dataclasses.Field, value: int) -> None:
+    """ConfigError naming the setting (and the option that overrides it) when ``value`` is out of
+    the field's bounds."""
+    low, high = item.metadata["bounds"]
+    if low <= value and (high is None or value <= high):
+        return
+    flag = item.metadata["flag"]
+    name = item.metadata["env"] + (f" ({flag})" if flag else "")
+    allowed = f"at least {low}" if high is None else f"between {low} and {high}"
+    raise ConfigError(f"{name} must be {allowed}, got {value}")
 
 
 def _parse(item: dataclasses.Field, raw: str) -> Any:

@@ -78,6 +78,17 @@ def test_missing_folders_are_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert str(blocker) in one_line_error(run_command("sample", str(blocker / "sample")))
+    root = ["--document-root", str(tmp_path), "--url", "http://127.0.0.1:9", "--api-key", "x"]
+    for args, message in ((["-n", "0"], "-n/--n-representatives must be at least 1, got 0"),
+                          (["--raters", "0"], "--raters must be at least 1, got 0")):  # 0 raters once meant 1
+        assert message in one_line_error(run_command("seed", str(tmp_path), *root, *args))
+    refused = run_command("quickstart", "--home", str(tmp_path / "qs"), "--backend-port", "70000")
+    assert "--backend-port must be between 1 and 65535, got 70000" in one_line_error(refused)
+    (tmp_path / "ratings.csv").write_text("image,score\na.png,3\n")
+    refused = run_command("predict", str(tmp_path), "--ratings", str(tmp_path / "ratings.csv"), "--scale", "3", "3",
+                          "--out", str(tmp_path / "MOS.csv"))
+    assert "--scale MIN MAX: MIN must be below MAX, got 3 3" in one_line_error(refused)
+    assert not (tmp_path / "qs").exists() and not (tmp_path / "MOS.csv").exists()
     for scenes in ("0", "-1", "7"):  # 0 once meant every scene, -1 all but the last
         result = run_command("sample", str(tmp_path / "sample"), "--scenes", scenes)
         assert f"--scenes must be between 1 and 6, got {scenes}" in one_line_error(result)

@@ -1,6 +1,7 @@
 """docker-compose.yml, requirements and settings documentation stay consistent."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 
@@ -58,3 +59,12 @@ def test_config_from_env_and_errors() -> None:
     assert Config.from_env({}).backbone_params() == {}
     with pytest.raises(ValueError, match="MOS_PORT='x' is not an integer"):
         Config.from_env({"MOS_PORT": "x"})
+    for env, message in (({"MOS_PORT": "70000"}, r"MOS_PORT \(--port\) must be between 1 and 65535, got 70000"),
+                         ({"MOS_MAX_SIDE": "0"}, r"MOS_MAX_SIDE \(--max-side\) must be at least 32, got 0"),
+                         ({"MOS_REPRESENTATIVES": "0"}, "MOS_REPRESENTATIVES must be at least 1, got 0"),
+                         ({"MOS_KNN_K": "-1"}, "MOS_KNN_K must be at least 1, got -1"),
+                         ({"MOS_TORCH_THREADS": "-1"}, "MOS_TORCH_THREADS must be at least 0, got -1")):
+        with pytest.raises(ValueError, match=message):
+            Config.from_env(env)
+    with pytest.raises(ValueError, match="must be between 1 and 65535, got 0"):  # an option overriding it too
+        dataclasses.replace(Config(), port=0)
