@@ -43,7 +43,7 @@ class Dataset:
 
     def spread(self, needed_for: str) -> np.ndarray:
         """The per-image rating spread, or a DatasetError naming the labels file: simulated raters
-        need it. Checked before any work, so that a run without it fails at once."""
+        need it (commands ask before any work, so that a run without it fails at once)."""
         if self.mos_std is None:
             raise DatasetError(f"{self.root / self.labels}: {needed_for} need a 'mos_std' column")
         return self.mos_std
