@@ -477,6 +477,11 @@ def _evaluate(commands: argparse._SubParsersAction, config: Config) -> None:
                         "5 on R/5, or mixed (more raters where the model disagrees with the first rating), with "
                         "the product's default selector and predictor; writes budget.json, budget.md, budget.png")
     _feature_options(parser, config)
+    parser.set_defaults(grid_defaults={name: parser.get_default(name) for name in GRID_ONLY})
+
+
+#: evaluate's options that the rater-budget study does not read (it replays the product's default).
+GRID_ONLY = ("budgets", "selectors", "predictors", "labels", "strategies", "subsample", "held_out")
 
 
 def run_evaluate(args: argparse.Namespace, config: Config) -> int:
@@ -490,8 +495,11 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file, not a folder")
     if args.rater_budgets:
-        if args.held_out:
-            raise ConfigError("--held-out does not apply to --rater-budgets (it scores the whole MOS.csv)")
+        given = [f"--{name.replace('_', '-')}" for name in GRID_ONLY if getattr(args, name) != args.grid_defaults[name]]
+        if given:
+            raise ConfigError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --rater-budgets "
+                              "(it simulates the product's default selector and predictor and scores the whole "
+                              "MOS.csv)")
         return _evaluate_rater_budgets(args, config)
     default = (config.selector, config.predictor, DEFAULT_STRATEGY)
     grid = Grid(budgets=args.budgets, selectors=args.selectors, predictors=args.predictors, labels=args.labels,

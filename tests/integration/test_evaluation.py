@@ -284,6 +284,9 @@ def test_evaluate_command_rejects_a_bad_held_out(tmp_path: Path) -> None:
     assert result.returncode == 1 and "--held-out must be at least 3 images" in result.stderr
     result = run_command("evaluate", str(tmp_path), "--held-out", "5", "--rater-budgets", "100", timeout=120)
     assert result.returncode == 1 and "--held-out does not apply to --rater-budgets" in result.stderr
+    result = run_command("evaluate", str(tmp_path), "--rater-budgets", "100", "--selectors", "kmeans", "--labels",
+                         "single", timeout=120)  # the study replays the product's default: they would be ignored
+    assert result.returncode == 1 and "--selectors, --labels do not apply to --rater-budgets" in result.stderr
 
 
 def test_evaluate_command_refuses_an_empty_scale_and_warns_of_skipped_budgets(tmp_path: Path) -> None:
