@@ -55,7 +55,7 @@ def test_cli_refuses_zero_representatives_and_a_missing_output_folder(folder: Pa
     down = f"http://127.0.0.1:{free_port()}"
     seeded = run_command("seed", str(folder), "--document-root", str(folder.parent), "-n", "0", "--url", down,
                          "--api-key", "x")
-    assert seeded.returncode == 1 and seeded.stderr.strip() == "error: n_select must be a positive integer, got 0"
+    assert seeded.returncode == 1 and seeded.stderr.strip() == "error: -n/--n-representatives must be at least 1, got 0"
     exported = run_command("export", "--project-id", "1", "--out", str(tmp_path / "missing" / "MOS.csv"),
                            "--url", down, "--api-key", "x")
     assert exported.returncode == 1
