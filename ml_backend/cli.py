@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Config, effective_table, settings_table
+from .config import PORT_BOUNDS, Config, effective_table, settings_table
 from .errors import ConfigError, UserError
 from .features import BACKBONES
 from .prediction import PREDICTORS
@@ -512,7 +512,8 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
         dataset.spread("single-rater labels")  # before the features: they may take minutes
     dataset, features, _ = _readable(dataset, args, config)
     n_images = len(dataset.paths)
-    skipped = [b for b in grid.budgets if b not in grid.usable_budgets(n_images)]
+    usable = grid.usable_budgets(n_images)
+    skipped = [b for b in grid.budgets if b not in usable]
     if skipped:
         print(f"warning: --budgets {' '.join(map(str, skipped))} skipped: a replay has {grid.replay_images(n_images)} "
               "images, and these leave none of them to score", file=sys.stderr)
@@ -707,9 +708,10 @@ def _quickstart(commands: argparse._SubParsersAction, config: Config) -> None:
 def run_quickstart_command(args: argparse.Namespace, config: Config) -> int:
     from .dev.quickstart import run_quickstart
 
+    low, high = PORT_BOUNDS
     for flag, port in (("--port", args.port), ("--backend-port", args.backend_port)):
-        if not 1 <= port <= 65535:
-            raise ConfigError(f"{flag} must be between 1 and 65535, got {port}")
+        if not low <= port <= high:
+            raise ConfigError(f"{flag} must be between {low} and {high}, got {port}")
     return run_quickstart(config, args.home, args.port, args.backend_port, args.exit_after_seed)
 
 

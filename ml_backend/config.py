@@ -20,6 +20,8 @@ from .errors import ConfigError
 
 #: How the backbone can run (``features.onnx_graphs``).
 RUNTIMES = ("onnxruntime", "pytorch")
+#: The TCP ports a server can listen on (the backend's MOS_PORT, the quickstart's Label Studio).
+PORT_BOUNDS = (1, 65535)
 
 
 def setting(default: Any, env: str, meaning: str, component: tuple[str, str, str] | None = None,
@@ -146,7 +148,7 @@ class Config:
         "Torch CPU threads for feature extraction; 0: the cores other processes leave free, re-measured "
         "every half second while extracting (features/threads.py).", bounds=(0, None))
     host: str = setting("127.0.0.1", "MOS_HOST", "Address the backend listens on (0.0.0.0 in Docker).")
-    port: int = setting(9090, "MOS_PORT", "Port the backend listens on.", bounds=(1, 65535), flag="--port")
+    port: int = setting(9090, "MOS_PORT", "Port the backend listens on.", bounds=PORT_BOUNDS, flag="--port")
     basic_auth_user: str = setting(
         "", "MOS_BASIC_AUTH_USER",
         "If set with MOS_BASIC_AUTH_PASS, the backend requires HTTP basic auth (set the same pair "

@@ -355,15 +355,16 @@ def dataset_arrays(X: np.ndarray, dataset: Dataset) -> list[np.ndarray]:
 
 def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
              progress: Callable[[Iterable[Any]], Iterable[Any]] = iter, journal: Journal | None = None) -> list[Trial]:
-    """Every trial of ``grid`` (budgets as large as the replay's images are skipped): one
-    ``run_trials`` per configuration and seed, for all the budgets. ``journal`` (opened for these
-    inputs) keeps each finished replay, and supplies those an interrupted run finished.
+    """Every trial of ``grid`` (budgets as large as the replay's images are skipped: every seed's
+    replay has as many images): one ``run_trials`` per configuration and seed, for all the
+    budgets. ``journal`` (opened for these inputs) keeps each finished replay, and supplies those
+    an interrupted run finished.
 
     Each seed's images are cut once rather than per trial; without ``subsample``, ``pool`` and
     ``held_out`` all of them, uncopied.
     """
     n_images = len(dataset.paths)
-    grid.check().usable_budgets(n_images)
+    budgets = grid.check().usable_budgets(n_images)
     fraction = grid.fraction(n_images)
     replays, held = {}, {}
     for seed in range(grid.seeds):
@@ -382,17 +383,14 @@ def run_grid(X: np.ndarray, dataset: Dataset, grid: Grid,
     done: dict[tuple[str, str, str, str, int, int], Trial] = {}
     for labels, strategy, selector, predictor, seed in progress(replayed):
         features, replay = replays[seed]
-        budgets = [b for b in grid.budgets if b < len(replay.paths)]
         key = (labels, strategy, selector, predictor, seed)
         if journal is not None and key in journal.done:
             trials = [Trial(**entry) for entry in journal.done[key]]
-        elif budgets:
+        else:
             trials = run_trials(features, replay, selector, predictor, budgets, seed, labels, strategy,
                                 settings=grid.settings, representatives=grid.representatives, held=held.get(seed))
             if journal is not None:
                 journal.record(key, trials)
-        else:
-            trials = []
         for trial in trials:
             done[(labels, strategy, selector, predictor, trial.budget, seed)] = trial
     # In the grid's order (budgets, then seeds, innermost), as results.json has always listed them.
