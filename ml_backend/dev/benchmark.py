@@ -434,7 +434,7 @@ def bench_retrain(tmp: Path, root: Path, cache: Path, urls: list[str], reps: int
     service.model(7)  # the project as Label Studio's /setup registers it
     rng = np.random.default_rng(0)
     try:
-        for n in (50, 500, 5000):
+        for n in (50, 500, 3000, 5000):
             scores = rng.uniform(0, 100, n + reps)
 
             def tasks(n_labels: int, n: int = n, scores: np.ndarray = scores) -> list[dict[str, Any]]:
@@ -444,6 +444,7 @@ def bench_retrain(tmp: Path, root: Path, cache: Path, urls: list[str], reps: int
                         for i in range(n + reps)]
             StandIn.tasks = tasks(n)
             service.train(7)  # a full read: the features of every image now in memory, as in a running backend
+            full_fit = service.model(7).state.train_ms  # a full fit, as after every 5 % of changed labels
             fits, totals = [], []
             for k in range(reps):
                 StandIn.tasks = tasks(n + k + 1)  # one more annotation, named by its webhook
@@ -454,7 +455,8 @@ def bench_retrain(tmp: Path, root: Path, cache: Path, urls: list[str], reps: int
                 fits.append(service.model(7).state.train_ms)
             add("retrain", f"webhook of one more annotation -> new model, {n} labels (features cached, "
                 f"Label Studio a stand-in)", f"{statistics.median(totals):.0f} ms ({config.predictor}: task, "
-                f"votes, fit, state save; fit part {statistics.median(fits):.0f} ms; median of {reps})")
+                f"votes, fit, state save; fit part {statistics.median(fits):.0f} ms; median of {reps}; "
+                f"the full fit before them {full_fit:.0f} ms)")
     finally:
         service.stop()
 

@@ -26,11 +26,18 @@ PRIOR_WEIGHT = 11.0
 #: Changed rows, as a fraction of the labels, that a warm fit absorbs before a full one
 #: standardises and chooses the penalty again.
 REFRESH_FRACTION = 0.05
+#: Labels, as a fraction of the regression's columns, from which a fit beyond ``max_exact`` keeps
+#: the normal matrix for warm refits (below, solving from scratch is cheap: docs/performance.md).
+WARM_FROM = 0.5
+#: With fewer labels than columns the normal matrix is singular but for the penalty; below this
+#: penalty per label (real features choose 1-3: docs/performance.md) float32 rounding would reach
+#: the solution, and the dual solve, accurate there, is used instead.
+MIN_PRIMAL_PENALTY = 0.1
 
 
 @dataclass
 class RidgeWarmState:
-    """What a fit with more labels than dimensions leaves for the next one: its rows (as given and
+    """What a fit that keeps the normal matrix leaves for the next one: its rows (as given and
     as the regression sees them), their ids and weights, the normal matrix, and the parts the
     last full fit chose (standardisation, penalty, the confidence's label spacing, leave-one-out
     residuals by row id), with the number of rows changed since."""
@@ -60,13 +67,15 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
     labels' Gram matrix (n x n: cheap while n is small). Beyond ``max_exact`` labels the penalty
     is chosen the same way on a seeded sample of ``max_exact`` of them (the best penalty depends
     on noise and signal strength, not on n) and the model is solved on all labels by Cholesky.
-    With more labels than feature dimensions that solve needs the d x d normal matrix; a fit
-    given a previous fit's ``warm_state_`` updates it with the rows that changed instead of
-    recomputing it. A fit given such a fit's ``warm_state_`` after few changes (at most
-    ``REFRESH_FRACTION`` of the labels since the last full fit) keeps that fit's standardisation
-    and penalty (they hardly move with 5 % more labels) and solves exactly for them, correcting the
-    kept Cholesky factor for the changed rows: that is what keeps a retrain after one more label
-    fast at thousands of labels; the next full fit chooses both again.
+    With at least half as many labels as feature dimensions (``WARM_FROM``) that solve uses the
+    d x d normal matrix, and a fit given a previous fit's ``warm_state_`` updates it with the rows
+    that changed instead of recomputing it (with fewer, the n x n dual system is solved from
+    scratch: cheaper than building the normal matrix). A fit given such a fit's ``warm_state_``
+    after few changes (at most ``REFRESH_FRACTION`` of the labels since the last full fit) keeps
+    that fit's standardisation and penalty (they hardly move with 5 % more labels) and solves
+    exactly for them, correcting the kept Cholesky factor for the changed rows: that is what keeps
+    a retrain after one more label fast at thousands of labels; the next full fit chooses both
+    again.
 
     ``prior`` (see ``prior.resolve_prior``; default ``MOS_PRIOR``) brings what another rated
     dataset taught: as a weighted feature (``prior_mode="feature"``, what measured best on both
@@ -174,7 +183,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             self.alpha_ = best_alpha(U, eig, U.T @ ys, ys, alphas, share)
             self.loo_rows_ = rows
             self.loo_residuals_ = loo_residuals(U, eig, U.T @ ys, ys, self.alpha_, share) / np.sqrt(ws)
-            if self.n_labels_ <= X.shape[1]:
+            if not self._keeps_normal(self.n_labels_, X.shape[1], self.alpha_):
                 A, b = (Xs, yc) if w is None else ((Xs - x_mean) * root[:, None].astype(Xs.dtype), yc * root)
                 self.coef_ = dual_solve(A, b, self.alpha_)
             else:
@@ -197,15 +206,21 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         self.y_mean_ = y_mean if w is None else y_mean - float(x_mean @ self.coef_)
         return self
 
+    def _keeps_normal(self, n: int, d: int, alpha: float) -> bool:
+        """Whether a fit on ``n`` rows of ``d`` regression columns at penalty ``alpha`` solves by the
+        d x d normal matrix and keeps it for warm refits (``WARM_FROM``, ``MIN_PRIMAL_PENALTY``)."""
+        return n > self.max_exact and n >= WARM_FROM * d and (n >= d or alpha >= MIN_PRIMAL_PENALTY * n)
+
     def _can_continue(self, warm: RidgeWarmState, X: np.ndarray) -> bool:
-        """Whether ``warm`` came from a fit like this one, on rows like these, that still has more
-        labels than dimensions, and its normal matrix still sums its rows (a fit that failed after
-        updating it leaves them apart: then a full fit)."""
+        """Whether ``warm`` came from a fit like this one, on rows like these, that still keeps the
+        normal matrix (``_keeps_normal``), and that matrix still sums its rows (a fit that failed
+        after updating it leaves them apart: then a full fit)."""
         mine, theirs = self.get_params(), warm.params
         return (mine.keys() == theirs.keys() and np.array_equal(np.asarray(mine["alphas"], dtype=float),
                                                                  np.asarray(theirs["alphas"], dtype=float))
                 and all(mine[k] == theirs[k] for k in mine if k != "alphas")
-                and X.shape[1] == warm.X.shape[1] and X.dtype == warm.X.dtype and len(X) > warm.rows.array.shape[1]
+                and X.shape[1] == warm.X.shape[1] and X.dtype == warm.X.dtype
+                and self._keeps_normal(len(X), warm.rows.array.shape[1], warm.alpha)
                 and warm.normal.ids == warm.ids and warm.normal.rows is warm.rows.array)
 
     def _fit_warm(self, warm: RidgeWarmState, X: np.ndarray, y: np.ndarray, ids: list[Hashable],

@@ -80,7 +80,7 @@ class NormalMatrix:
     """``sum over rows of w (x - center)(x - center)^T`` (d x d, float64) and the rows (and their
     weights ``w``, default 1) it sums.
 
-    Kept by a ridge fit with more labels than dimensions, so that the next fit adds and removes
+    Kept by a ridge fit with many labels (``RidgePredictor``), so that the next fit adds and removes
     only the rows that changed: O(d^2) per changed row instead of O(n d^2). Rows are matched by
     id *and* content, so an id whose features
     changed (a replaced image) is swapped out, not kept stale. ``center`` is the mean of the rows
@@ -107,10 +107,12 @@ class NormalMatrix:
         self.rows = X
         self.weights = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=float)
         self.center = X.mean(axis=0, dtype=np.float64)
-        scaled = (X - self.center) * np.sqrt(self.weights)[:, None].astype(np.float32)
-        lower = blas.ssyrk(1.0, np.asfortranarray(scaled.T, dtype=np.float32), trans=0, lower=1)
-        self.gram = np.ascontiguousarray(lower, dtype=float)  # C order: see update
-        self.gram += np.tril(self.gram, -1).T  # BLAS filled the lower triangle only
+        scaled = np.empty(X.shape, dtype=np.float32)  # its transpose is the d x n Fortran array BLAS reads
+        np.subtract(X, self.center, out=scaled, casting="unsafe")
+        scaled *= np.sqrt(self.weights).astype(np.float32)[:, None]
+        # BLAS fills the lower triangle of a Fortran-order matrix: the upper one of its C-order transpose
+        self.gram = blas.ssyrk(1.0, scaled.T, trans=0, lower=1).T.astype(float)  # C order: see update
+        _mirror_upper(self.gram, self.BLOCK)
         self._factor = np.empty(self.gram.shape, dtype=np.float32)
         self._kept: _KeptFactor | None = None
 
@@ -183,6 +185,17 @@ class NormalMatrix:
                 self._kept = _KeptFactor(cholesky, alpha, scale.copy(), n, shift.copy())
                 return solution
         raise ConfigError(f"ridge penalty {alpha:g} is too small to solve for these features")
+
+
+def _mirror_upper(a: np.ndarray, block: int) -> None:
+    """Copy the upper triangle of the square ``a`` onto its lower one, a block of rows at a time
+    (one whole transposed copy of thousands of dimensions costs more than the product itself)."""
+    for start in range(0, len(a), block):
+        stop = min(start + block, len(a))
+        a[stop:, start:stop] = a[start:stop, stop:].T
+        diagonal = a[start:stop, start:stop]
+        below = np.tril_indices(stop - start, -1)
+        diagonal[below] = diagonal.T[below]
 
 
 class _KeptFactor:

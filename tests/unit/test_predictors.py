@@ -121,10 +121,10 @@ def test_registry_lists_knn() -> None:
     assert "knn" in PREDICTORS.names()
 
 
-def linear_data(n: int, d: int = 60, seed: int = 0):
+def linear_data(n: int, d: int = 60, seed: int = 0, noise: float = 4.0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d)).astype(np.float32)
-    y = X[:, :5] @ np.array([8.0, -6.0, 5.0, 4.0, -3.0]) + rng.normal(0, 4, n) + 50
+    y = X[:, :5] @ np.array([8.0, -6.0, 5.0, 4.0, -3.0]) + rng.normal(0, noise, n) + 50
     return X, y
 
 
@@ -156,8 +156,9 @@ def test_ridge_beyond_max_exact_solves_all_labels_with_a_sampled_penalty() -> No
     X, y = linear_data(300, d=40)  # more labels than dimensions: the primal solve
     model = RidgePredictor(max_exact=50).fit(X, y)
     np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
-    X, y = linear_data(120, d=200)  # fewer labels than dimensions: the dual solve
+    X, y = linear_data(80, d=200)  # fewer labels than half the dimensions: the dual solve
     model = RidgePredictor(max_exact=40).fit(X, y)
+    assert model.warm_state_ is None
     np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
     exact = RidgePredictor().fit(X, y)
     test_X, test_y = linear_data(200, d=200, seed=1)
@@ -262,6 +263,32 @@ def test_a_warm_fit_is_the_exact_ridge_in_the_last_full_fits_standardisation_and
     np.testing.assert_allclose(more.coef_, sklearn_ridge(X, y, more.alpha_).coef_, rtol=1e-4, atol=1e-6)
 
 
+def test_warm_fits_start_at_half_as_many_labels_as_dimensions(monkeypatch) -> None:
+    """From ``WARM_FROM`` times as many labels as dimensions (here 300 labels, 600 dimensions) a
+    fit keeps the normal matrix, and the next fits after one more label each are warm: the exact
+    ridge in the kept standardisation and penalty, with no factorization. Below it, no warm state."""
+    from scipy import linalg
+
+    from ml_backend.prediction.ridge import WARM_FROM
+
+    X, y = linear_data(310, d=600, seed=6, noise=20.0)  # noisy: a penalty like real features'
+    assert 300 >= WARM_FROM * 600 > 299
+    assert RidgePredictor(max_exact=50).fit(X[:299], y[:299]).warm_state_ is None
+    full = RidgePredictor(max_exact=50).fit(X[:300], y[:300], row_ids=list(range(300)))
+    np.testing.assert_allclose(full.coef_, sklearn_ridge(X[:300], y[:300], full.alpha_).coef_, rtol=1e-4, atol=1e-6)
+    factorizations = []
+    factor = linalg.cho_factor
+    monkeypatch.setattr(linalg, "cho_factor", lambda *a, **k: factorizations.append(1) or factor(*a, **k))
+    model = full
+    for n in range(301, 306):
+        model = RidgePredictor(max_exact=50).fit(X[:n], y[:n], row_ids=list(range(n)), warm_state=model.warm_state_)
+        assert model.scaler_ is full.scaler_ and model.alpha_ == full.alpha_
+        reference = frozen_ridge(full, X[:n], y[:n])
+        np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(model.predict(X), reference.predict(full.scaler_.transform(X)), atol=1e-3)
+    assert factorizations == []
+
+
 def test_ridge_rebuilds_the_warm_state_when_most_rows_changed() -> None:
     X, y = linear_data(300, d=40)
     previous = RidgePredictor(max_exact=50).fit(X, y)
@@ -340,13 +367,20 @@ def test_ridge_leave_one_out_residuals_are_the_refits_without_each_label() -> No
         assert model.loo_residuals_[i] == pytest.approx(y[i] - without, rel=1e-6, abs=1e-8)
 
 
-@pytest.mark.parametrize("n, d, max_exact", [(25, 12, 1000), (120, 200, 40), (300, 40, 50)])
-def test_weighted_ridge_is_scikit_learns_weighted_ridge(n: int, d: int, max_exact: int) -> None:
-    """Every solve path (exact, dual beyond max_exact, primal normal matrix) minimises the weighted
-    squared error; equal weights are the plain fit."""
-    X, y = linear_data(n, d=d)
+@pytest.mark.parametrize("n, d, max_exact, noise, primal", [
+    (25, 12, 1000, 4.0, False),  # exact
+    (80, 200, 40, 4.0, False),  # dual: fewer labels than WARM_FROM x the dimensions
+    (150, 200, 40, 4.0, False),  # dual: fewer labels than dimensions and a tiny penalty
+    (150, 200, 100, 20.0, True),  # normal matrix, fewer labels than dimensions
+    (300, 40, 50, 4.0, True),  # normal matrix, more labels than dimensions
+])
+def test_weighted_ridge_is_scikit_learns_weighted_ridge(n: int, d: int, max_exact: int, noise: float,
+                                                        primal: bool) -> None:
+    """Every solve path minimises the weighted squared error; equal weights are the plain fit."""
+    X, y = linear_data(n, d=d, noise=noise)
     w = np.random.default_rng(4).integers(1, 6, n).astype(float)
     model = RidgePredictor(prior="none", max_exact=max_exact).fit(X, y, sample_weight=w)
+    assert (model.warm_state_ is not None) == primal
     Xs = StandardScaler().fit_transform(X.astype(float))
     reference = Ridge(alpha=model.alpha_).fit(Xs, y, sample_weight=w)
     np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
