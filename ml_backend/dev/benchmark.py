@@ -321,7 +321,7 @@ def bench_big_export(client: LabelStudioClient, urls: list[str], n: int) -> None
 
 
 def bench_latency(client: LabelStudioClient, settings: LabelStudioSettings, root: Path, cache: Path,
-                  urls: list[str], logs: Path, sizes: tuple[int, ...] = (50, 500, 5000), samples: int = 10,
+                  urls: list[str], logs: Path, sizes: tuple[int, ...] = (50, 500, 3000, 5000), samples: int = 10,
                   unrated: int = 0) -> None:
     """Annotation posted to Label Studio -> the backend serves a model that knows it, over HTTP
     with real processes: per project size, ``samples`` annotations one at a time, each timed
