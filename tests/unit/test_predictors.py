@@ -227,22 +227,28 @@ def frozen_ridge(full: RidgePredictor, X: np.ndarray, y: np.ndarray, w: np.ndarr
     return Ridge(alpha=full.alpha_).fit(full.scaler_.transform(X).astype(float), y, sample_weight=w)
 
 
+def count_factorizations(monkeypatch) -> list[int]:
+    """A list that grows by one with every Cholesky factorization from now on (a warm fit makes none)."""
+    from scipy import linalg
+
+    factorizations: list[int] = []
+    factor = linalg.cho_factor
+    monkeypatch.setattr(linalg, "cho_factor", lambda *a, **k: factorizations.append(1) or factor(*a, **k))
+    return factorizations
+
+
 def test_a_warm_fit_is_the_exact_ridge_in_the_last_full_fits_standardisation_and_penalty(monkeypatch) -> None:
     """One label at a time, changed features and labels, a label removed: each warm fit equals
     scikit-learn's ridge for the kept standardisation and penalty, and so does its confidence
     index, without factorizing again; past REFRESH_FRACTION of changed rows a full fit chooses
     both again."""
-    from scipy import linalg
-
     from ml_backend.prediction.ridge import REFRESH_FRACTION
 
     X, y = linear_data(700, d=40, seed=5)
     ids = list(range(700))
     n0 = 600
     full = RidgePredictor(max_exact=50).fit(X[:n0], y[:n0], row_ids=ids[:n0])
-    factorizations = []
-    factor = linalg.cho_factor
-    monkeypatch.setattr(linalg, "cho_factor", lambda *a, **k: factorizations.append(1) or factor(*a, **k))
+    factorizations = count_factorizations(monkeypatch)
     model = full
     for n in range(n0 + 1, n0 + 20):
         Xn, yn = X[:n].copy(), y[:n].copy()
@@ -267,8 +273,6 @@ def test_warm_fits_start_at_half_as_many_labels_as_dimensions(monkeypatch) -> No
     """From ``WARM_FROM`` times as many labels as dimensions (here 300 labels, 600 dimensions) a
     fit keeps the normal matrix, and the next fits after one more label each are warm: the exact
     ridge in the kept standardisation and penalty, with no factorization. Below it, no warm state."""
-    from scipy import linalg
-
     from ml_backend.prediction.ridge import WARM_FROM
 
     X, y = linear_data(310, d=600, seed=6, noise=20.0)  # noisy: a penalty like real features'
@@ -276,9 +280,7 @@ def test_warm_fits_start_at_half_as_many_labels_as_dimensions(monkeypatch) -> No
     assert RidgePredictor(max_exact=50).fit(X[:299], y[:299]).warm_state_ is None
     full = RidgePredictor(max_exact=50).fit(X[:300], y[:300], row_ids=list(range(300)))
     np.testing.assert_allclose(full.coef_, sklearn_ridge(X[:300], y[:300], full.alpha_).coef_, rtol=1e-4, atol=1e-6)
-    factorizations = []
-    factor = linalg.cho_factor
-    monkeypatch.setattr(linalg, "cho_factor", lambda *a, **k: factorizations.append(1) or factor(*a, **k))
+    factorizations = count_factorizations(monkeypatch)
     model = full
     for n in range(301, 306):
         model = RidgePredictor(max_exact=50).fit(X[:n], y[:n], row_ids=list(range(n)), warm_state=model.warm_state_)
