@@ -29,10 +29,10 @@ REFRESH_FRACTION = 0.05
 #: Labels, as a fraction of the regression's columns, from which a fit beyond ``max_exact`` keeps
 #: the normal matrix for warm refits (below, solving from scratch is cheap: docs/performance.md).
 WARM_FROM = 0.5
-#: With fewer labels than columns the normal matrix is singular but for the penalty; below this
-#: penalty per label (real features choose 1-3: docs/performance.md) float32 rounding would reach
-#: the solution, and the dual solve, accurate there, is used instead.
-MIN_PRIMAL_PENALTY = 0.1
+#: Penalty per label (per unit of label weight) below which a fit beyond ``max_exact`` sums and
+#: solves in float64: the system is then nearly singular but for the penalty, and float32 rounding
+#: of its matrix would reach the solution (real features choose 1-3: docs/performance.md).
+FLOAT32_MIN_PENALTY = 0.1
 
 
 @dataclass
@@ -159,7 +159,8 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         yc = y - y_mean
         Xs = self.neighbours_.Xs_  # X in the shared standardisation (centred on the plain mean)
         if w is not None:  # weighted: centre on the weighted means, scale rows by sqrt(w)
-            x_mean = np.average(Xs, axis=0, weights=w)
+            raw_mean = np.einsum("i,ij->j", w / w.sum(), X, dtype=np.float64)  # not from float32 Xs: exact
+            x_mean = (raw_mean - self.scaler_.mean_) / self.scaler_.scale_
             root = np.sqrt(w)
         if self.n_labels_ <= self.max_exact:
             A, b = (Xs, yc) if w is None else ((Xs - x_mean) * root[:, None].astype(Xs.dtype), yc * root)
@@ -183,16 +184,17 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             self.alpha_ = best_alpha(U, eig, U.T @ ys, ys, alphas, share)
             self.loo_rows_ = rows
             self.loo_residuals_ = loo_residuals(U, eig, U.T @ ys, ys, self.alpha_, share) / np.sqrt(ws)
-            if not self._keeps_normal(self.n_labels_, X.shape[1], self.alpha_):
+            precise = self.alpha_ < FLOAT32_MIN_PENALTY * (self.n_labels_ if w is None else w.sum())
+            if not self._keeps_normal(self.n_labels_, X.shape[1]):
                 A, b = (Xs, yc) if w is None else ((Xs - x_mean) * root[:, None].astype(Xs.dtype), yc * root)
-                self.coef_ = dual_solve(A, b, self.alpha_)
+                self.coef_ = dual_solve(A, b, self.alpha_, precise)
             else:
                 normal = warm_state.normal if isinstance(warm_state, RidgeWarmState) else None
-                if normal is None or not normal.update(X, ids, w):
-                    normal = NormalMatrix(X, ids, w)
+                if normal is None or normal.precise != precise or not normal.update(X, ids, w):
+                    normal = NormalMatrix(X, ids, w, precise)
                 target = yc if w is None else yc * w
-                rhs = (X.T @ target.astype(X.dtype)).astype(float) / self.scaler_.scale_  # Xs^T W yc
-                mean = self.scaler_.mean_ if w is None else self.scaler_.mean_ + x_mean * self.scaler_.scale_
+                rhs = _transposed_product(X, target, precise) / self.scaler_.scale_  # Xs^T W yc
+                mean = self.scaler_.mean_ if w is None else raw_mean
                 self.coef_ = normal.solve(mean, self.scaler_.scale_, rhs, self.alpha_)
                 kept = GrowingRows(X)
                 standardised, norms = GrowingRows(Xs), GrowingRows(self.neighbours_.sq_norms_)
@@ -206,10 +208,10 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         self.y_mean_ = y_mean if w is None else y_mean - float(x_mean @ self.coef_)
         return self
 
-    def _keeps_normal(self, n: int, d: int, alpha: float) -> bool:
-        """Whether a fit on ``n`` rows of ``d`` regression columns at penalty ``alpha`` solves by the
-        d x d normal matrix and keeps it for warm refits (``WARM_FROM``, ``MIN_PRIMAL_PENALTY``)."""
-        return n > self.max_exact and n >= WARM_FROM * d and (n >= d or alpha >= MIN_PRIMAL_PENALTY * n)
+    def _keeps_normal(self, n: int, d: int) -> bool:
+        """Whether a fit on ``n`` rows of ``d`` regression columns solves by the d x d normal
+        matrix and keeps it for warm refits (``WARM_FROM``)."""
+        return n > self.max_exact and n >= WARM_FROM * d
 
     def _can_continue(self, warm: RidgeWarmState, X: np.ndarray) -> bool:
         """Whether ``warm`` came from a fit like this one, on rows like these, that still keeps the
@@ -220,7 +222,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
                                                                  np.asarray(theirs["alphas"], dtype=float))
                 and all(mine[k] == theirs[k] for k in mine if k != "alphas")
                 and X.shape[1] == warm.X.shape[1] and X.dtype == warm.X.dtype
-                and self._keeps_normal(len(X), warm.rows.array.shape[1], warm.alpha)
+                and self._keeps_normal(len(X), warm.rows.array.shape[1])
                 and warm.normal.ids == warm.ids and warm.normal.rows is warm.rows.array)
 
     def _fit_warm(self, warm: RidgeWarmState, X: np.ndarray, y: np.ndarray, ids: list[Hashable],
@@ -258,7 +260,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         warm.normal.apply(rows, ids, weights, added, removed)
         y_mean = float(np.average(y, weights=w))
         target = (y - y_mean) * weights
-        rhs = (rows.T @ target.astype(rows.dtype)).astype(float) / self.scaler_.scale_  # Xs^T W yc
+        rhs = _transposed_product(rows, target, warm.normal.precise) / self.scaler_.scale_  # Xs^T W yc
         mean = (rows.mean(axis=0, dtype=np.float64) if w is None  # the rows' own (weighted) mean
                 else np.einsum("i,ij->j", w / w.sum(), rows, dtype=np.float64))
         self.coef_ = warm.normal.solve(mean, self.scaler_.scale_, rhs, self.alpha_)
@@ -316,6 +318,14 @@ def _changes(warm: RidgeWarmState, X: np.ndarray, ids: list[Hashable],
         kept = np.arange(length)
         return kept, kept, np.arange(length, len(X)), np.empty(0, dtype=int)
     return matched_rows(warm.X, warm.ids, warm.weights, X, ids, weights)
+
+
+def _transposed_product(X: np.ndarray, v: np.ndarray, precise: bool) -> np.ndarray:
+    """``X^T v`` in float64: summed in ``X``'s own dtype (float32: one fast BLAS pass), or in
+    float64 when ``precise``."""
+    if precise:
+        return np.einsum("ij,i->j", X, v, dtype=np.float64)
+    return (X.T @ v.astype(X.dtype)).astype(float)
 
 
 def _weights(sample_weight: np.ndarray | None, n: int) -> np.ndarray | None:

@@ -39,11 +39,13 @@ def best_alpha(U: np.ndarray, eig: np.ndarray, Uy: np.ndarray, yc: np.ndarray, a
     return float(alphas[int(np.argmin(errors))])
 
 
-def dual_solve(Xs: np.ndarray, yc: np.ndarray, alpha: float) -> np.ndarray:
+def dual_solve(Xs: np.ndarray, yc: np.ndarray, alpha: float, precise: bool = False) -> np.ndarray:
     """Ridge coefficients for a fixed penalty from ``(Xs Xs^T + alpha I) a = yc`` (n <= d), by
-    Cholesky: float32 first (twice as fast), float64 if float32 fails or is inaccurate (a tiny
-    penalty on nearly collinear features)."""
-    for dtype, syrk in ((np.float32, blas.ssyrk), (np.float64, blas.dsyrk)):
+    Cholesky: float32 first (twice as fast), float64 if float32 fails or is inaccurate; float64
+    only when ``precise`` (a tiny penalty, where float32 rounding of the Gram matrix reaches the
+    solution though the residual looks small)."""
+    precisions = ((np.float32, blas.ssyrk), (np.float64, blas.dsyrk))
+    for dtype, syrk in precisions[1:] if precise else precisions:
         At = np.asfortranarray(Xs.T, dtype=dtype)  # d x n, the layout BLAS reads without a copy
         target = yc.astype(dtype)
         gram = syrk(1.0, At, trans=1, lower=1)  # Xs Xs^T, lower triangle
@@ -85,6 +87,8 @@ class NormalMatrix:
     id *and* content, so an id whose features
     changed (a replaced image) is swapped out, not kept stale. ``center`` is the mean of the rows
     it was first computed from: summing about a point near the mean keeps float32 accurate.
+    ``precise`` sums and solves in float64 instead, for a tiny penalty: the matrix is then nearly
+    singular and float32 rounding would reach the solution.
 
     Updates and solves work in place, in buffers that move from fit to fit: the page faults of a
     fresh d x d array cost more than the arithmetic on the machines measured (docs/performance.md).
@@ -102,18 +106,21 @@ class NormalMatrix:
     #: Changed rows a kept factor is corrected for before it is computed again.
     MAX_LOW_RANK = 64
 
-    def __init__(self, X: np.ndarray, ids: list[Hashable], weights: np.ndarray | None = None) -> None:
+    def __init__(self, X: np.ndarray, ids: list[Hashable], weights: np.ndarray | None = None,
+                 precise: bool = False) -> None:
         self.ids = list(ids)
         self.rows = X
         self.weights = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=float)
+        self.precise = precise
         self.center = X.mean(axis=0, dtype=np.float64)
-        scaled = np.empty(X.shape, dtype=np.float32)  # its transpose is the d x n Fortran array BLAS reads
+        dtype, syrk = (np.float64, blas.dsyrk) if precise else (np.float32, blas.ssyrk)
+        scaled = np.empty(X.shape, dtype=dtype)  # its transpose is the d x n Fortran array BLAS reads
         np.subtract(X, self.center, out=scaled, casting="unsafe")
-        scaled *= np.sqrt(self.weights).astype(np.float32)[:, None]
+        scaled *= np.sqrt(self.weights).astype(dtype)[:, None]
         # BLAS fills the lower triangle of a Fortran-order matrix: the upper one of its C-order transpose
-        self.gram = blas.ssyrk(1.0, scaled.T, trans=0, lower=1).T.astype(float)  # C order: see update
+        self.gram = syrk(1.0, scaled.T, trans=0, lower=1).T.astype(float, copy=False)  # C order: see update
         _mirror_upper(self.gram, self.BLOCK)
-        self._factor = np.empty(self.gram.shape, dtype=np.float32)
+        self._factor = np.empty(self.gram.shape, dtype=dtype)
         self._kept: _KeptFactor | None = None
 
     def update(self, X: np.ndarray, ids: list[Hashable], weights: np.ndarray | None = None) -> bool:
@@ -145,7 +152,7 @@ class NormalMatrix:
     def solve(self, mean: np.ndarray, scale: np.ndarray, rhs: np.ndarray, alpha: float) -> np.ndarray:
         """``(Xs^T W Xs + alpha I)^-1 rhs`` for ``Xs = (X - mean) / scale`` by Cholesky, ``mean``
         the rows' (weighted) mean: float32 first (twice as fast), float64 if float32 fails or is
-        inaccurate."""
+        inaccurate; float64 only when ``precise``."""
         n = float(self.weights.sum())
         shift = mean - self.center
 
@@ -174,8 +181,8 @@ class NormalMatrix:
             if solution is not None and residual(solution) <= tolerance:
                 return solution
         self._kept = None
-        for factor in (lambda: standardised(self._factor), lambda: standardised(np.empty_like(self.gram))):
-            matrix = factor()
+        for buffer in (self._factor,) if self.precise else (self._factor, None):
+            matrix = standardised(np.empty_like(self.gram) if buffer is None else buffer)
             try:  # the transpose is the same symmetric matrix in the Fortran order LAPACK overwrites
                 cholesky = linalg.cho_factor(matrix.T, lower=True, overwrite_a=True, check_finite=False)
             except np.linalg.LinAlgError:

@@ -372,7 +372,7 @@ def test_ridge_leave_one_out_residuals_are_the_refits_without_each_label() -> No
 @pytest.mark.parametrize("n, d, max_exact, noise, primal", [
     (25, 12, 1000, 4.0, False),  # exact
     (80, 200, 40, 4.0, False),  # dual: fewer labels than WARM_FROM x the dimensions
-    (150, 200, 40, 4.0, False),  # dual: fewer labels than dimensions and a tiny penalty
+    (150, 200, 40, 4.0, True),  # normal matrix in float64: fewer labels than dimensions, a tiny penalty
     (150, 200, 100, 20.0, True),  # normal matrix, fewer labels than dimensions
     (300, 40, 50, 4.0, True),  # normal matrix, more labels than dimensions
 ])
@@ -390,6 +390,35 @@ def test_weighted_ridge_is_scikit_learns_weighted_ridge(n: int, d: int, max_exac
     plain = RidgePredictor(prior="none", max_exact=max_exact).fit(X, y)
     same = RidgePredictor(prior="none", max_exact=max_exact).fit(X, y, sample_weight=np.full(n, 3.0))
     np.testing.assert_array_equal(same.coef_, plain.coef_)
+
+
+@pytest.mark.parametrize("n, primal", [(120, False), (240, True), (480, True)])  # d = 400
+def test_a_tiny_penalty_is_solved_in_float64_on_every_path(monkeypatch, n: int, primal: bool) -> None:
+    """Below ``FLOAT32_MIN_PENALTY`` per label the system is nearly singular but for the penalty:
+    the dual solve, the normal matrix (fewer and more labels than dimensions) and a warm refit
+    after one more label all match scikit-learn's float64 ridge to the rounding of the float32
+    features themselves (summed in float32 they missed by 0.07-0.1 MOS points here)."""
+    from ml_backend.prediction.ridge import FLOAT32_MIN_PENALTY
+
+    rng = np.random.default_rng(7)
+    d = 400
+    X = rng.normal(size=(n + 101, 50)) @ rng.normal(size=(50, d)) + rng.normal(0, 0.05, (n + 101, d))
+    X = (X * rng.uniform(0.5, 3, d) + rng.uniform(-5, 5, d)).astype(np.float32)  # few directions, like a CNN's
+    y = 50 + 0.3 * X.astype(float) @ rng.normal(size=d) + rng.normal(size=n + 101)
+    test = X[n + 1 :]
+    params = {"prior": "none", "max_exact": 50, "alphas": (1e-4 * FLOAT32_MIN_PENALTY * n,)}
+    full = RidgePredictor(**params).fit(X[:n], y[:n], row_ids=list(range(n)))
+    assert (full.warm_state_ is not None) == primal
+    reference = frozen_ridge(full, X[:n], y[:n])
+    np.testing.assert_allclose(full.predict(test), reference.predict(full.scaler_.transform(test)), atol=1e-3)
+    if primal:
+        assert full.warm_state_.normal.precise
+        factorizations = count_factorizations(monkeypatch)
+        warm = RidgePredictor(**params).fit(X[: n + 1], y[: n + 1], row_ids=list(range(n + 1)),
+                                            warm_state=full.warm_state_)
+        assert warm.scaler_ is full.scaler_ and factorizations == []
+        reference = frozen_ridge(full, X[: n + 1], y[: n + 1])
+        np.testing.assert_allclose(warm.predict(test), reference.predict(full.scaler_.transform(test)), atol=1e-3)
 
 
 def test_weighted_leave_one_out_residuals_are_weighted_refits_without_each_label() -> None:
