@@ -102,16 +102,27 @@ def markdown_paired(rows: list[dict[str, Any]], default: tuple[str, str, str]) -
 
 
 def plot(summary: list[dict[str, Any]], path: Path, title: str, scored: str = "the unlabelled images") -> None:
+    """Save ``figure`` as a PNG."""
+    fig = figure(summary, title, scored)
+    import matplotlib.pyplot as plt  # after figure() chose the Agg backend
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def figure(summary: list[dict[str, Any]], title: str, scored: str = "the unlabelled images") -> Any:
     """SRCC against budget, one line per configuration, with the spread over seeds, on ``scored``.
 
     Colour = predictor and selector, line = labels (solid oracle, dashed one noisy rater),
     marker = strategy (diamond the product's stream, circle up front, square active), so dozens of
     lines stay tellable apart; the default configuration's lines are thick; the legend sits
-    outside the axes where it hides no line."""
+    outside the axes where it hides no line, and says what the bands are."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     series: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in summary:
@@ -134,12 +145,15 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str, scored: str = "t
     ax.set_ylabel(f"SRCC with human MOS on {scored}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title_fontsize=7,
+    seeds = sorted({row["seeds"] for row in summary})
+    over = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Patch(color="grey", alpha=0.25))
+    labels.append(f"band: mean ± 1 standard deviation over {over} seed{'' if over == '1' else 's'}")
+    ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title_fontsize=7,
               title="predictor / selector / labels / strategy")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def trials_as_dicts(trials: Iterable[Trial]) -> list[dict[str, Any]]:

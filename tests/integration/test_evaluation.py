@@ -19,7 +19,7 @@ from ml_backend.evaluation.replay import (
     simulated_labels,
     subsample_rows,
 )
-from ml_backend.evaluation.report import markdown_table, plot, summarise
+from ml_backend.evaluation.report import figure, markdown_table, plot, summarise
 from tests.helpers import run_command
 
 
@@ -233,6 +233,9 @@ def test_summary_table_and_plot(tmp_path: Path) -> None:
     assert table.count("\n") == 5 and "| oracle | random | ridge | upfront | 40 |" in table
     plot(summary, tmp_path / "srcc.png", "test")
     assert (tmp_path / "srcc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    legend = [text.get_text() for text in figure(summary, "test").axes[0].get_legend().get_texts()]
+    assert legend == ["knn / random / oracle / upfront", "ridge / random / oracle / upfront",
+                      "band: mean ± 1 standard deviation over 2 seeds"]
 
 
 def test_evaluate_command_on_generated_images(tmp_path: Path) -> None:
