@@ -113,7 +113,8 @@ def build_report(client: LabelStudioClient, project_id: int, out: Path, config: 
     figure, axis = plt.subplots(figsize=(6, 4))
     if report.curve is not None:
         c = report.curve
-        axis.errorbar(c.sizes, c.srcc_mean, yerr=c.srcc_std, marker="o", capsize=3, label="measured")
+        axis.errorbar(c.sizes, c.srcc_mean, yerr=c.srcc_std, marker="o", capsize=3,
+                      label="measured: mean ± 1 standard deviation over random subsets")
         if c.fit is not None:
             grid = np.linspace(c.sizes[0], c.sizes[-1] * 2, 100)
             a, b, k = c.fit
