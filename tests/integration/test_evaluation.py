@@ -233,7 +233,11 @@ def test_summary_table_and_plot(tmp_path: Path) -> None:
     assert table.count("\n") == 5 and "| oracle | random | ridge | upfront | 40 |" in table
     plot(summary, tmp_path / "srcc.png", "test")
     assert (tmp_path / "srcc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    legend = [text.get_text() for text in figure(summary, "test").axes[0].get_legend().get_texts()]
+    import matplotlib.pyplot as plt
+
+    drawn = figure(summary, "test")
+    legend = [text.get_text() for text in drawn.axes[0].get_legend().get_texts()]
+    plt.close(drawn)
     assert legend == ["knn / random / oracle / upfront", "ridge / random / oracle / upfront",
                       "band: mean ± 1 standard deviation over 2 seeds"]
 
