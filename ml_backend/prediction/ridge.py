@@ -159,7 +159,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         yc = y - y_mean
         Xs = self.neighbours_.Xs_  # X in the shared standardisation (centred on the plain mean)
         if w is not None:  # weighted: centre on the weighted means, scale rows by sqrt(w)
-            raw_mean = np.einsum("i,ij->j", w / w.sum(), X, dtype=np.float64)  # not from float32 Xs: exact
+            raw_mean = _row_mean(X, w)  # from the features as given, not from float32 Xs: exact
             x_mean = (raw_mean - self.scaler_.mean_) / self.scaler_.scale_
             root = np.sqrt(w)
         if self.n_labels_ <= self.max_exact:
@@ -261,8 +261,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         y_mean = float(np.average(y, weights=w))
         target = (y - y_mean) * weights
         rhs = _transposed_product(rows, target, warm.normal.precise) / self.scaler_.scale_  # Xs^T W yc
-        mean = (rows.mean(axis=0, dtype=np.float64) if w is None  # the rows' own (weighted) mean
-                else np.einsum("i,ij->j", w / w.sum(), rows, dtype=np.float64))
+        mean = _row_mean(rows, w)
         self.coef_ = warm.normal.solve(mean, self.scaler_.scale_, rhs, self.alpha_)
         self.y_mean_ = y_mean - float(((mean - self.scaler_.mean_) / self.scaler_.scale_) @ self.coef_)
         position = {row_id: i for i, row_id in enumerate(ids)}
@@ -318,6 +317,13 @@ def _changes(warm: RidgeWarmState, X: np.ndarray, ids: list[Hashable],
         kept = np.arange(length)
         return kept, kept, np.arange(length, len(X)), np.empty(0, dtype=int)
     return matched_rows(warm.X, warm.ids, warm.weights, X, ids, weights)
+
+
+def _row_mean(X: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """The rows' (weighted) mean, summed in float64."""
+    if w is None:
+        return X.mean(axis=0, dtype=np.float64)
+    return np.einsum("i,ij->j", w / w.sum(), X, dtype=np.float64)
 
 
 def _transposed_product(X: np.ndarray, v: np.ndarray, precise: bool) -> np.ndarray:
