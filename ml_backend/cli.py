@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -610,7 +611,29 @@ def _train_prior(commands: argparse._SubParsersAction, config: Config) -> None:
     parser.add_argument("dataset", type=Path, help="folder with labels.csv and the images it names")
     parser.add_argument("--labels-csv", default="labels.csv", help="labels file inside DATASET (default %(default)s)")
     parser.add_argument("--out", type=Path, required=True, help="the prior file to write (.npz)")
+    parser.add_argument(
+        "--kind-pattern", metavar="REGEX",
+        help="also fit one prior per kind of photo, the ridge's extra columns: an image's kind is the first "
+             "group of REGEX matched at the start of its file name (the whole match without a group); "
+             "images it does not match train the main prior only. The bundled prior used '(ss0[123]) ' "
+             "(BIQ2021's gallery, faulty-capture and Unsplash photos)")
     _feature_options(parser, config)
+
+
+def _kind_of(pattern: str | None) -> Callable[[Path], str | None] | None:
+    """The image's kind under ``--kind-pattern`` (None where it does not match); None without one."""
+    if pattern is None:
+        return None
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"--kind-pattern {pattern!r} is not a regular expression: {exc}") from None
+
+    def kind(path: Path) -> str | None:
+        match = regex.match(path.name)
+        return None if match is None else (match.group(1) if regex.groups else match.group(0))
+
+    return kind
 
 
 def run_train_prior(args: argparse.Namespace, config: Config) -> int:
@@ -619,11 +642,15 @@ def run_train_prior(args: argparse.Namespace, config: Config) -> int:
 
     if not args.out.parent.is_dir():
         raise UserError(f"output folder {args.out.parent} does not exist")
+    kind_of = _kind_of(args.kind_pattern)
     dataset, features, namespace = _readable(load_dataset(args.dataset, labels=args.labels_csv), args, config)
+    kinds = None if kind_of is None else [kind_of(path) for path in dataset.paths]
     prior = fit_prior(features, dataset.mos, namespace,
-                      f"{args.dataset.name}/{Path(args.labels_csv).name}: {len(dataset.mos)} images")
+                      f"{args.dataset.name}/{Path(args.labels_csv).name}: {len(dataset.mos)} images", kinds)
     prior.save(args.out)
-    print(f"wrote {args.out}: a prior from {len(dataset.mos)} images, features {namespace}")
+    counts = "" if kinds is None else " and one per kind (" + ", ".join(
+        f"{name}: {_count(kinds.count(name), 'image')}" for name in prior.kinds) + ")"
+    print(f"wrote {args.out}: a prior from {len(dataset.mos)} images{counts}, features {namespace}")
     return 0
 
 

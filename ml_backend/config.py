@@ -89,8 +89,9 @@ class Config:
         "`predictor`).")
     prior: str = setting(
         "auto", "MOS_PRIOR",
-        "Quality prior of the ridge predictor: auto (the bundled one, learnt from BIQ2021 photos, when "
-        "the features are the default backbone's), none, or a file from `mos-annotator train-prior`. "
+        "Quality prior of the ridge predictor: auto (the bundled one, learnt from BIQ2021 photos, with one "
+        "more per kind of photo in them, when the features are the default backbone's), none, or a file "
+        "from `mos-annotator train-prior`. "
         "The project's own labels recalibrate it (per project: extra_params `prior`).",
         ("predictor", "ridge", "prior"))
     publish: str = setting(

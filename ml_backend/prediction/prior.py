@@ -4,14 +4,18 @@ With few labels, ridge has little to go on; a prior trained on thousands of rate
 ranks images by quality. The ridge predictor can use it as its prior mean (shrink towards the
 prior, recalibrated to the user's scale by the labels, instead of towards a constant) or as one
 more, weighted, feature. The file holds the standardisation and the weights of a ridge fit, and
-the feature layout it expects.
+the feature layout it expects; optionally also one ridge per kind of photo in the training set
+(BIQ2021's gallery, faulty-capture and Unsplash photos each rank a new folder differently, and its
+labels can weigh them: docs/experiments.md, round 22).
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +24,8 @@ from ..errors import ConfigError
 #: Priors that ship with the package (``priors/<name>.npz``); "auto" is the first.
 BUNDLED = ("biq2021",)
 NO_PRIOR = ("", "none")
+#: Fewest images of one kind that ``fit_prior`` fits a kind prior to.
+MIN_KIND_IMAGES = 10
 
 
 @dataclass(frozen=True)
@@ -31,22 +37,40 @@ class QualityPrior:
     #: The features it was trained on (``FeatureExtractor.namespace``) and on which data.
     features: str
     trained_on: str
+    #: The kind priors' names, and the kind priors as affine maps of the features as given:
+    #: ``X @ kind_weights + kind_offsets``, one column per kind ([n_features, k] and [k]).
+    kinds: tuple[str, ...] = ()
+    kind_weights: np.ndarray | None = None
+    kind_offsets: np.ndarray | None = None
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """``((X - mean) / scale) @ coef + intercept`` as one product with ``X``'s own dtype: no
-        standardised copy of ``X`` (thousands of rows at every refit)."""
+    def columns(self, X: np.ndarray) -> np.ndarray:
+        """[n, 1 + len(kinds)]: the prediction ``((X - mean) / scale) @ coef + intercept``, then
+        each kind prior's; one product with ``X`` in its own dtype: no standardised copy of ``X``
+        (thousands of rows at every refit)."""
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != len(self.coef):
             raise ConfigError(f"the quality prior expects {len(self.coef)} features ({self.features}), got "
                               f"{X.shape[-1]}")
-        weights = self.coef / self.scale
-        return (X @ weights.astype(X.dtype)).astype(np.float64) + (self.intercept - self.mean @ weights)
+        weights = (self.coef / self.scale)[:, None]
+        offsets = np.array([self.intercept - self.mean @ weights[:, 0]])
+        if self.kinds:
+            assert self.kind_weights is not None and self.kind_offsets is not None
+            weights = np.hstack([weights, self.kind_weights])
+            offsets = np.concatenate([offsets, self.kind_offsets])
+        return (X @ weights.astype(X.dtype)).astype(np.float64) + offsets
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The prior's prediction (``columns``' first)."""
+        return self.columns(X)[:, 0]
 
     def save(self, path: Path) -> None:
+        kinds: dict[str, Any] = {} if not self.kinds else {
+            "kinds": np.array(self.kinds, dtype=np.str_), "kind_weights": np.asarray(self.kind_weights, np.float32),
+            "kind_offsets": np.asarray(self.kind_offsets, np.float64)}
         with open(path, "wb") as handle:  # a handle: savez would add ".npz" to another name
             np.savez_compressed(handle, mean=self.mean.astype(np.float32), scale=self.scale.astype(np.float32),
                                 coef=self.coef.astype(np.float32), intercept=np.float64(self.intercept),
-                                features=np.str_(self.features), trained_on=np.str_(self.trained_on))
+                                features=np.str_(self.features), trained_on=np.str_(self.trained_on), **kinds)
 
 
 @functools.lru_cache(maxsize=8)
@@ -54,9 +78,16 @@ def load_prior(path: str) -> QualityPrior:
     """The prior stored at ``path`` (cached: every refit uses it); ConfigError naming the file."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return QualityPrior(data["mean"].astype(np.float64), data["scale"].astype(np.float64),
-                                data["coef"].astype(np.float64), float(data["intercept"]),
-                                str(data["features"]), str(data["trained_on"]))
+            coef = data["coef"].astype(np.float64)
+            kinds: tuple[str, ...] = tuple(str(k) for k in data["kinds"]) if "kinds" in data.files else ()
+            kind_weights = kind_offsets = None
+            if kinds:
+                kind_weights, kind_offsets = data["kind_weights"].astype(np.float64), data["kind_offsets"].astype(float)
+                if kind_weights.shape != (len(coef), len(kinds)) or kind_offsets.shape != (len(kinds),):
+                    raise ValueError(f"its kind priors do not match its {len(coef)} features and {len(kinds)} kinds")
+            return QualityPrior(data["mean"].astype(np.float64), data["scale"].astype(np.float64), coef,
+                                float(data["intercept"]), str(data["features"]), str(data["trained_on"]),
+                                kinds, kind_weights, kind_offsets)
     except FileNotFoundError:
         raise ConfigError(f"quality prior file not found: {path}") from None
     except (OSError, ValueError, KeyError) as exc:
@@ -76,9 +107,30 @@ def resolve_prior(spec: str, n_features: int | None = None) -> QualityPrior | No
     return prior
 
 
-def fit_prior(X: np.ndarray, y: np.ndarray, features: str, trained_on: str) -> QualityPrior:
-    """A ridge fit on ``X``, ``y`` (penalty by leave-one-out, as the predictor chooses it)."""
+def fit_prior(X: np.ndarray, y: np.ndarray, features: str, trained_on: str,
+              kinds: Sequence[str | None] | None = None) -> QualityPrior:
+    """A ridge fit on ``X``, ``y`` (penalty by leave-one-out, as the predictor chooses it); with
+    ``kinds`` (each row's kind of photo, None for none), also one such fit per kind on its rows."""
     from .ridge import RidgePredictor
 
-    model = RidgePredictor(prior="none").fit(X, y)  # a prior of its own would be learnt into it
-    return QualityPrior(model.scaler_.mean_, model.scaler_.scale_, model.coef_, model.y_mean_, features, trained_on)
+    def ridge(rows: np.ndarray | slice) -> RidgePredictor:
+        return RidgePredictor(prior="none").fit(X[rows], y[rows])  # a prior of its own would be learnt into it
+
+    model = ridge(slice(None))
+    prior = QualityPrior(model.scaler_.mean_, model.scaler_.scale_, model.coef_, model.y_mean_, features, trained_on)
+    if kinds is None:
+        return prior
+    if len(kinds) != len(y):
+        raise ConfigError(f"fit_prior got {len(y)} labels but {len(kinds)} kinds")
+    names = sorted({kind for kind in kinds if kind is not None})
+    if len(names) < 2:
+        raise ConfigError(f"kind priors need at least 2 kinds of photo, got {len(names)}: {names}")
+    weights, offsets = [], []
+    for name in names:
+        rows = np.array([kind == name for kind in kinds])
+        if rows.sum() < MIN_KIND_IMAGES:
+            raise ConfigError(f"kind {name!r} has {rows.sum()} images: a kind prior needs at least {MIN_KIND_IMAGES}")
+        fit = ridge(rows)
+        weights.append(fit.coef_ / fit.scaler_.scale_)  # folded: predictions are X @ weights + offsets
+        offsets.append(fit.y_mean_ - fit.scaler_.mean_ @ weights[-1])
+    return replace(prior, kinds=tuple(names), kind_weights=np.column_stack(weights), kind_offsets=np.array(offsets))

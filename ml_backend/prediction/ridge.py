@@ -23,6 +23,9 @@ PRIOR_MODES = ("mean", "feature")
 #: Weight of the prior's prediction appended as a standardised feature in ``prior_mode="feature"``:
 #: it counts as 121 copies of itself, as the sharpness value does.
 PRIOR_WEIGHT = 11.0
+#: Weight of each kind prior's column beside it: 40 copies, so that three equal kind columns
+#: weigh about as the prior's one (3 x 40 ~ 121), as measured (docs/experiments.md, round 22).
+KIND_PRIOR_WEIGHT = float(np.sqrt(40.0))
 #: Changed rows, as a fraction of the labels, that a warm fit absorbs before a full one
 #: standardises and chooses the penalty again.
 REFRESH_FRACTION = 0.05
@@ -79,9 +82,10 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
 
     ``prior`` (see ``prior.resolve_prior``; default ``MOS_PRIOR``) brings what another rated
     dataset taught: as a weighted feature (``prior_mode="feature"``, what measured best on both
-    dev sets: docs/experiments.md), or as the mean the ridge shrinks towards (``"mean"``: the
-    labels fit ``a + b * prior`` and the ridge learns the rest). Either way the project's own
-    labels decide how much it counts.
+    dev sets: docs/experiments.md), each of its kind priors one more (``KIND_PRIOR_WEIGHT``), or
+    as the mean the ridge shrinks towards (``"mean"``: the labels fit ``a + b * prior`` and the
+    ridge learns the rest; kind priors unused). Either way the project's own labels decide how
+    much it counts.
 
     ``loo_residuals_`` (label minus its prediction by the fit without it, closed form, for the
     labelled rows ``loo_rows_``: all of them, or the penalty's sample beyond ``max_exact``) say how
@@ -114,13 +118,21 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
 
     def _with_prior(self, X: np.ndarray, prior: QualityPrior | None) -> tuple[np.ndarray, np.ndarray | None]:
         """``X`` as the regression sees it, and ``prior``'s prediction (None without a prior).
-        As a feature, the prior is one more column, weighted ``PRIOR_WEIGHT`` by the scaler."""
+        As a feature, the prior and each of its kind priors are one more column each, weighted
+        by the scaler (``_prior_weights``)."""
         if prior is None:
             return X, None
-        p = prior.predict(X)
-        if self.prior_mode == "feature":
-            X = np.hstack([X, p[:, None].astype(X.dtype)])
-        return X, p
+        if self.prior_mode == "mean":
+            return X, prior.predict(X)
+        columns = prior.columns(X)
+        return np.hstack([X, columns.astype(X.dtype)]), columns[:, 0]
+
+    def _prior_weights(self, n_columns: int, prior: QualityPrior | None) -> dict[int, float] | None:
+        """The scaler's weights of the prior's columns, the last of the ``n_columns`` (feature mode)."""
+        if prior is None or self.prior_mode != "feature":
+            return None
+        first = n_columns - 1 - len(prior.kinds)
+        return {first: PRIOR_WEIGHT, **{first + 1 + i: KIND_PRIOR_WEIGHT for i in range(len(prior.kinds))}}
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
             row_ids: Sequence[Hashable] | None = None, warm_state: Any = None,
@@ -147,12 +159,13 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             if warm.changed + max(len(added), len(removed)) <= REFRESH_FRACTION * self.n_labels_:
                 return self._fit_warm(warm, X, y, ids, w, (same_new, same_old, added, removed))
         raw = X
-        X, prior = self._with_prior(X, resolve_prior(self.prior, X.shape[1]))
+        prior_model = resolve_prior(self.prior, X.shape[1])
+        X, prior = self._with_prior(X, prior_model)
         self.prior_scale_, self.prior_offset_ = 0.0, 0.0
         if prior is not None and self.prior_mode == "mean":
             self.prior_scale_, self.prior_offset_ = _calibrate(prior, y, w)
             y = y - (self.prior_offset_ + self.prior_scale_ * prior)  # ridge learns what the prior misses
-        weights = {X.shape[1] - 1: PRIOR_WEIGHT} if prior is not None and self.prior_mode == "feature" else None
+        weights = self._prior_weights(X.shape[1], prior_model)
         self.neighbours_ = KNNPredictor().fit(X, y, scaler=Standardiser(weights=weights))  # for the confidence only
         self.scaler_ = self.neighbours_.scaler_  # the same standardisation: computed once
         y_mean = float(np.average(y, weights=w))

@@ -131,6 +131,7 @@ def test_the_bundled_prior_fits_the_default_features(lite0):
     prior = resolve_prior("auto", lite0.dim)
     assert prior is not None and len(prior.coef) == lite0.dim
     assert prior.features == FeatureExtractor(lite0).namespace
+    assert prior.kinds == ("ss01", "ss02", "ss03")  # BIQ2021's gallery, faulty-capture and Unsplash photos
     assert resolve_prior("auto", 7680) is None  # resnet50 features: no prior, not an error
     assert resolve_prior("none") is None
 

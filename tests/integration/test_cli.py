@@ -166,3 +166,27 @@ def test_train_prior_writes_a_prior_the_ridge_can_use(tmp_path: Path) -> None:
                             "--predictors", "ridge:prior=none", f"ridge:prior={prior}", *cache)
     assert evaluated.returncode == 0, evaluated.stderr
     assert f"ridge:prior={prior}" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_train_prior_fits_a_prior_per_kind_of_photo_named_by_a_pattern(tmp_path: Path) -> None:
+    from ml_backend.dev.sample_dataset import make_sample_dataset
+    from ml_backend.prediction.prior import load_prior
+
+    make_sample_dataset(tmp_path / "data", scenes=3)  # img1 .. img39
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    common = ["train-prior", str(tmp_path / "data"), "--labels-csv", "proxy_labels.csv", *cache]
+    prior = tmp_path / "kinds.npz"
+    trained = run_command(*common, "--out", str(prior), "--kind-pattern", r"img([12])\d")
+    assert trained.returncode == 0, trained.stderr
+    assert "one per kind (1: 10 images, 2: 10 images)" in trained.stdout  # img1-9 and img30-39: main prior only
+    assert load_prior(str(prior)).kinds == ("1", "2")
+    evaluated = run_command("evaluate", str(tmp_path / "data"), "--labels-csv", "proxy_labels.csv", "--out",
+                            str(tmp_path / "out"), "--budgets", "6", "--seeds", "1", "--selectors", "random",
+                            "--predictors", f"ridge:prior={prior}", *cache)
+    assert evaluated.returncode == 0, evaluated.stderr
+    for pattern, message in ((r"img(\d", "--kind-pattern 'img(\\\\d' is not a regular expression"),
+                             (r"img(1)\d", "kind priors need at least 2 kinds of photo, got 1: ['1']")):
+        refused = run_command(*common, "--out", str(tmp_path / "refused.npz"), "--kind-pattern", pattern)
+        last = refused.stderr.strip().splitlines()[-1]  # after the progress bar, if any
+        assert refused.returncode == 1 and last.startswith("error: ") and message in last
+    assert not (tmp_path / "refused.npz").exists()

@@ -357,6 +357,67 @@ def test_the_prior_column_weighs_as_121_copies_of_it(tmp_path, n_labels: int) ->
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
+def kinds_of(n: int) -> list[str | None]:
+    """Rows in three kinds, the last row of each ten in none."""
+    return [None if i % 10 == 9 else "abc"[i % 3] for i in range(n)]
+
+
+def test_kind_priors_are_ridge_fits_on_each_kind_and_survive_a_round_trip(tmp_path) -> None:
+    from ml_backend.prediction.prior import fit_prior, load_prior
+
+    X, y = linear_data(300, d=30, seed=9)
+    kinds = kinds_of(300)
+    prior = fit_prior(X, y, "test", "test", kinds)
+    assert prior.kinds == ("a", "b", "c") and prior.kind_weights.shape == (30, 3)
+    columns = prior.columns(X)
+    np.testing.assert_allclose(columns[:, 0], fit_prior(X, y, "test", "test").predict(X), rtol=1e-5)
+    for i, name in enumerate(prior.kinds):
+        rows = np.array([kind == name for kind in kinds])
+        alone = RidgePredictor(prior="none").fit(X[rows], y[rows])
+        np.testing.assert_allclose(columns[:, 1 + i], alone.predict(X), rtol=1e-5)
+    prior.save(tmp_path / "kinds.npz")
+    loaded = load_prior(str(tmp_path / "kinds.npz"))
+    assert loaded.kinds == prior.kinds
+    np.testing.assert_allclose(loaded.columns(X), columns, atol=1e-3)  # float32 storage
+
+
+def test_bad_kinds_are_refused(tmp_path) -> None:
+    from ml_backend.prediction.prior import fit_prior
+
+    X, y = linear_data(60, d=10)
+    with pytest.raises(ValueError, match="at least 2 kinds of photo, got 1"):
+        fit_prior(X, y, "test", "test", ["a"] * 60)
+    with pytest.raises(ValueError, match="kind 'b' has 5 images: a kind prior needs at least 10"):
+        fit_prior(X, y, "test", "test", ["a"] * 55 + ["b"] * 5)
+    with pytest.raises(ValueError, match="60 labels but 3 kinds"):
+        fit_prior(X, y, "test", "test", ["a", "b", "c"])
+    prior = fit_prior(X, y, "test", "test", ["a", "b"] * 30)
+    np.savez(tmp_path / "torn.npz", mean=prior.mean, scale=prior.scale, coef=prior.coef, intercept=prior.intercept,
+             features="test", trained_on="test", kinds=np.array(prior.kinds), kind_weights=prior.kind_weights[:5],
+             kind_offsets=prior.kind_offsets)
+    with pytest.raises(ValueError, match="torn.npz cannot be used: its kind priors do not match its 10 features"):
+        PREDICTORS.create("ridge", {"prior": str(tmp_path / "torn.npz")})
+
+
+@pytest.mark.parametrize("n_labels", [40, 200])
+def test_kind_prior_columns_weigh_as_40_copies_each_beside_the_priors_121(tmp_path, n_labels: int) -> None:
+    """The layout round 22 measured (docs/experiments.md): the prior's column as 121 copies, each
+    kind prior's as 40."""
+    from ml_backend.prediction.prior import fit_prior, load_prior
+
+    X_other, y_other = linear_data(300, d=30, seed=7)
+    fit_prior(X_other, y_other, "test", "test", kinds_of(300)).save(tmp_path / "kinds.npz")
+    X, y = linear_data(n_labels + 50, d=30, seed=8)
+    weighted = RidgePredictor(prior=str(tmp_path / "kinds.npz"), max_exact=100).fit(X[:n_labels], y[:n_labels])
+    columns = load_prior(str(tmp_path / "kinds.npz")).columns(X).astype(np.float32)
+    copies = np.hstack([X, np.repeat(columns[:, :1], 121, axis=1), np.repeat(columns[:, 1:], 40, axis=1)])
+    plain = RidgePredictor(prior="none", max_exact=100).fit(copies[:n_labels], y[:n_labels])
+    assert weighted.alpha_ == plain.alpha_
+    for ours, theirs in zip(weighted.predict_with_confidence(X[n_labels:]),
+                            plain.predict_with_confidence(copies[n_labels:]), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
 def test_ridge_leave_one_out_residuals_are_the_refits_without_each_label() -> None:
     """What the backend reports as "each rating predicted without it" is exactly that (with the
     standardisation of all labels, which the closed form keeps)."""
