@@ -43,25 +43,24 @@ class QualityPrior:
     kind_weights: np.ndarray | None = None
     kind_offsets: np.ndarray | None = None
 
-    def columns(self, X: np.ndarray) -> np.ndarray:
+    def columns(self, X: np.ndarray, kinds: bool = True) -> np.ndarray:
         """[n, 1 + len(kinds)]: the prediction ``((X - mean) / scale) @ coef + intercept``, then
-        each kind prior's; one product with ``X`` in its own dtype: no standardised copy of ``X``
-        (thousands of rows at every refit)."""
+        each kind prior's (none with ``kinds=False``); one product with ``X`` in its own dtype."""
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != len(self.coef):
             raise ConfigError(f"the quality prior expects {len(self.coef)} features ({self.features}), got "
                               f"{X.shape[-1]}")
-        weights = (self.coef / self.scale)[:, None]
-        offsets = np.array([self.intercept - self.mean @ weights[:, 0]])
-        if self.kinds:
+        weights, offset = _folded(self.mean, self.scale, self.coef, self.intercept)
+        weights, offsets = weights[:, None], np.array([offset])
+        if kinds and self.kinds:
             assert self.kind_weights is not None and self.kind_offsets is not None
             weights = np.hstack([weights, self.kind_weights])
             offsets = np.concatenate([offsets, self.kind_offsets])
         return (X @ weights.astype(X.dtype)).astype(np.float64) + offsets
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """The prior's prediction (``columns``' first)."""
-        return self.columns(X)[:, 0]
+        """The prior's prediction alone (``columns``' first, the kind priors not computed)."""
+        return self.columns(X, kinds=False)[:, 0]
 
     def save(self, path: Path) -> None:
         kinds: dict[str, Any] = {} if not self.kinds else {
@@ -71,6 +70,13 @@ class QualityPrior:
             np.savez_compressed(handle, mean=self.mean.astype(np.float32), scale=self.scale.astype(np.float32),
                                 coef=self.coef.astype(np.float32), intercept=np.float64(self.intercept),
                                 features=np.str_(self.features), trained_on=np.str_(self.trained_on), **kinds)
+
+
+def _folded(mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float) -> tuple[np.ndarray, float]:
+    """A ridge's ``((X - mean) / scale) @ coef + intercept`` as ``X @ weights + offset``: one
+    product with ``X``, no standardised copy of it (thousands of rows at every refit)."""
+    weights = coef / scale
+    return weights, float(intercept - mean @ weights)
 
 
 @functools.lru_cache(maxsize=8)
@@ -131,6 +137,7 @@ def fit_prior(X: np.ndarray, y: np.ndarray, features: str, trained_on: str,
         if rows.sum() < MIN_KIND_IMAGES:
             raise ConfigError(f"kind {name!r} has {rows.sum()} images: a kind prior needs at least {MIN_KIND_IMAGES}")
         fit = ridge(rows)
-        weights.append(fit.coef_ / fit.scaler_.scale_)  # folded: predictions are X @ weights + offsets
-        offsets.append(fit.y_mean_ - fit.scaler_.mean_ @ weights[-1])
+        kind_weights, kind_offset = _folded(fit.scaler_.mean_, fit.scaler_.scale_, fit.coef_, fit.y_mean_)
+        weights.append(kind_weights)
+        offsets.append(kind_offset)
     return replace(prior, kinds=tuple(names), kind_weights=np.column_stack(weights), kind_offsets=np.array(offsets))
