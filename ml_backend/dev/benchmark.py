@@ -52,6 +52,7 @@ from .local_stack import LabelStudioSettings, free_port, start_backend, start_la
 #: The clive-dev photos beside the repository, from its root (generated images when absent).
 CLIVE = Path("../shared/data/clive-dev/images")
 NUMBER_CONFIG = blind(bundled_config("number_0_100.xml").read_text())  # as the default seed makes it
+#: The synthetic rows' width (feature store, selection): EfficientNet-Lite0's, the default backbone's.
 FEATURE_DIM = EfficientNetLite0.dim
 #: Torch's own thread count, before any extractor's governor changes it.
 TORCH_DEFAULT_THREADS = torch.get_num_threads()
@@ -150,10 +151,10 @@ def flops_header(backbone: Any, paths: list[Path]) -> str:
     torch.mm(a, a)
     seconds, _ = timed(lambda: [torch.mm(a, a) for _ in range(10)])
     peak = 10 * 2 * 2048**3 / seconds
-    line = (f"efficientnet_lite0: {flops / 1e9:.2f} GFLOP per image at {shape[2]}x{shape[1]} (FlopCounterMode); "
+    line = (f"{backbone.name}: {flops / 1e9:.2f} GFLOP per image at {shape[2]}x{shape[1]} (FlopCounterMode); "
             f"machine float32 peak {peak / 1e9:.0f} GFLOP/s (2048x2048 matmul, {TORCH_DEFAULT_THREADS} threads)")
-    if "efficientnet_lite0" in model_alone:
-        rate = model_alone[f"efficientnet_lite0 [{DEFAULTS.runtime}]"] * flops
+    if f"{backbone.name} [{DEFAULTS.runtime}]" in model_alone:
+        rate = model_alone[f"{backbone.name} [{DEFAULTS.runtime}]"] * flops
         line += f"; model alone {rate / 1e9:.0f} GFLOP/s = {rate / peak:.0%} of that peak"
     return line
 
@@ -165,7 +166,7 @@ def empty_feature_cache(cache: Path) -> None:
             shutil.rmtree(entry)
 
 
-def bench_contention(paths: list[Path], folder: Path) -> None:
+def bench_contention(paths: list[Path], folder: Path, backbone: str) -> None:
     """Cold extraction while one CPU-bound process runs beside it, with torch's default threads
     (one per core), one thread, and the governor (``features/threads.py``), against the fair
     share: the idle machine's throughput times the share of cores the competitor leaves; then the
@@ -177,7 +178,7 @@ def bench_contention(paths: list[Path], folder: Path) -> None:
         cache = folder / "contention" if runtime == "onnxruntime" else None  # graphs only: cold features
 
         def make() -> FeatureExtractor:
-            return FeatureExtractor("efficientnet_lite0", num_threads=threads, runtime=runtime, cache_dir=cache)
+            return FeatureExtractor(backbone, num_threads=threads, runtime=runtime, cache_dir=cache)
 
         make().extract(paths[: 2 * MIN_IMAGES], progress=False)  # warm-up (graphs, the governor's first look)
         if cache is not None:
@@ -210,7 +211,7 @@ def bench_contention(paths: list[Path], folder: Path) -> None:
         f"{idle_onnx:.1f} / {onnx:.1f} img/s = {onnx / share_onnx:.0%} of its fair share (target >= 80%)")
 
 
-def bench_ray(paths: list[Path], folder: Path) -> None:
+def bench_ray(paths: list[Path], folder: Path, backbone: str) -> None:
     """``features --ray`` on a local Ray cluster with 1 and 2 workers (one thread each), cold
     feature store, ONNX graphs exported beforehand, against this process's extraction. Times
     include starting the actors (loading the backbone), not starting Ray."""
@@ -222,8 +223,8 @@ def bench_ray(paths: list[Path], folder: Path) -> None:
     from ..features.precompute import extract_locally, extract_with_ray
 
     cache = folder / "ray-cache"
-    config = dataclasses.replace(Config(), cache_dir=cache)
-    FeatureExtractor(cache_dir=cache).extract(paths[: 2 * MIN_IMAGES], progress=False)  # the graphs
+    config = dataclasses.replace(Config(), cache_dir=cache, backbone=backbone)
+    FeatureExtractor(backbone, cache_dir=cache).extract(paths[: 2 * MIN_IMAGES], progress=False)  # the graphs
     empty_feature_cache(cache)
     here = len(paths) / extract_locally(paths, config, progress=False).seconds
     rates = {}
@@ -296,11 +297,11 @@ def bench_store(n: int, dim: int = FEATURE_DIM, lookups: int = 100_000) -> None:
 
 
 # --- 2. seed ------------------------------------------------------------------------------
-def bench_seed(client: LabelStudioClient, folder: Path, root: Path, cache: Path) -> int:
+def bench_seed(client: LabelStudioClient, folder: Path, root: Path, cache: Path, backbone: str) -> int:
     project = 0
     for label, title in (("cold (empty feature cache)", "bench cold"), ("warm feature cache", "bench warm")):
         options = SeedOptions(folder=folder, document_root=root, title=title,
-                              features=Config(cache_dir=cache), progress=False)
+                              features=Config(cache_dir=cache, backbone=backbone), progress=False)
         seconds, report = timed(lambda: seed_project(client, options))
         project = report.project_id
         add("seed", f"{report.n_imported} images end to end, {label}", f"{seconds:.1f} s")
@@ -386,13 +387,14 @@ def write_state(state_dir: Path, project: int, urls: list[str], n_labels: int) -
                                             labels=labels))
 
 
-def bench_predict(tmp: Path, root: Path, cache: Path, urls: list[str], requests_per_case: int) -> None:
+def bench_predict(tmp: Path, root: Path, cache: Path, urls: list[str], requests_per_case: int, backbone: str) -> None:
     state_dir = tmp / "predict-state"
     cases = {1: 50, 2: 1000}
     for project, n_labels in cases.items():
         write_state(state_dir, project, urls, n_labels)
     env = {"LOCAL_FILES_DOCUMENT_ROOT": str(root), "MOS_STATE_DIR": str(state_dir), "MOS_CACHE_DIR": str(cache),
-           "LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "unused", "MOS_LOG_LEVEL": "WARNING"}
+           "LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "unused", "MOS_LOG_LEVEL": "WARNING",
+           "MOS_BACKBONE": backbone}
     backend = start_backend(env, free_port(), tmp / "logs" / "backend.log")
     config = NUMBER_CONFIG
     try:
@@ -423,12 +425,13 @@ def bench_predict(tmp: Path, root: Path, cache: Path, urls: list[str], requests_
 
 
 # --- 4. retrain ---------------------------------------------------------------------------
-def bench_retrain(tmp: Path, root: Path, cache: Path, urls: list[str], reps: int) -> None:
+def bench_retrain(tmp: Path, root: Path, cache: Path, urls: list[str], reps: int, backbone: str) -> None:
     """A rating's webhook -> the retrained model in place, in process (Label Studio's part is the
     latency section's): the rated task fetched from a stand-in, votes, fit, state save."""
     StandIn = export_only_label_studio([], project_id=7)
     config = Config(label_studio_url="http://127.0.0.1:9", label_studio_api_key="unused", document_root=root,
-                    state_dir=tmp / "retrain-state", cache_dir=cache, publish="off", webhook_wait=600)
+                    state_dir=tmp / "retrain-state", cache_dir=cache, publish="off", webhook_wait=600,
+                    backbone=backbone)
     service = MOSService(config, client_factory=StandIn)
     service.start()
     service.model(7)  # the project as Label Studio's /setup registers it
@@ -461,12 +464,13 @@ def bench_retrain(tmp: Path, root: Path, cache: Path, urls: list[str], reps: int
         service.stop()
 
 
-def bench_prior(n: int = 5000) -> None:
+def bench_prior(backbone: str, n: int = 5000) -> None:
     """The quality prior's step: its columns (its prediction and its kind priors') for every
     labelled image at each refit, against its prediction alone."""
+    from ..features import BACKBONES
     from ..prediction.prior import resolve_prior
 
-    prior = resolve_prior("auto")
+    prior = resolve_prior("auto", BACKBONES.get(backbone).dim)
     assert prior is not None
     X = np.random.default_rng(0).standard_normal((n, len(prior.coef)), dtype=np.float32)
     results = []
@@ -580,8 +584,10 @@ def bench_selection(sizes: list[int], skip: set[tuple[str, int]], timeout: float
 # --- main ---------------------------------------------------------------------------------
 def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int = 100, export_tasks: int = 5000,
                   skip: frozenset[str] = frozenset(), photos: Path = CLIVE, store_vectors: int = 0,
-                  selection_rows: int = 0) -> None:
-    """Every measurement, then the table on stdout (progress lines on stderr)."""
+                  selection_rows: int = 0, backbone: str = DEFAULTS.backbone) -> None:
+    """Every measurement, then the table on stdout (progress lines on stderr). ``backbone`` makes the
+    features of the extraction, seed, predict and retrain rows (selection's synthetic rows keep
+    ``FEATURE_DIM``)."""
     reps = 1 if quick else 3
     with tempfile.TemporaryDirectory(prefix="mos-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -592,11 +598,11 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
         print(f"images: {described}", file=sys.stderr)
         header = ""
         if "extraction" not in skip:
-            eff = get_backbone("efficientnet_lite0")
+            eff = get_backbone(backbone)
             for runtime in RUNTIMES:
-                bench_extraction("efficientnet_lite0", eff, paths[:n_images], tmp / "bench-cache", reps, runtime)
+                bench_extraction(backbone, eff, paths[:n_images], tmp / "bench-cache", reps, runtime)
             float16_check(eff, paths[: min(200, n_images)])
-            bench_contention(paths[: min(60, n_images)], tmp)
+            bench_contention(paths[: min(60, n_images)], tmp, backbone)
             header = flops_header(eff, paths)
             weights = tmp / "resnet50-random.pt"
             import torchvision
@@ -605,8 +611,8 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
             bench_extraction("resnet50 (random weights: real ones are not available offline)", resnet,
                              paths[:resnet_images], tmp / "bench-cache", 1)
         if "ray" not in skip:
-            bench_ray(paths[:n_images], tmp)
-        FeatureExtractor("efficientnet_lite0", cache_dir=cache).extract(paths, progress=False)  # for predict/retrain
+            bench_ray(paths[:n_images], tmp, backbone)
+        FeatureExtractor(backbone, cache_dir=cache).extract(paths, progress=False)  # for predict/retrain
         bench_disk(cache, len(paths))
         if store_vectors:
             bench_store(store_vectors)
@@ -616,7 +622,7 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
             try:
                 client = LabelStudioClient(settings.url, settings.token)
                 if "seed" not in skip:
-                    bench_seed(client, folder, root, tmp / "seed-cache")
+                    bench_seed(client, folder, root, tmp / "seed-cache", backbone)
                     if export_tasks:
                         bench_big_export(client, urls, export_tasks)
                 if "latency" not in skip:
@@ -624,10 +630,10 @@ def run_benchmark(quick: bool = False, n_images: int = 400, resnet_images: int =
             finally:
                 label_studio.stop()
         if "predict" not in skip:
-            bench_predict(tmp, root, cache, urls, 100 if quick else 300)
+            bench_predict(tmp, root, cache, urls, 100 if quick else 300, backbone)
         if "retrain" not in skip:
-            bench_prior()
-            bench_retrain(tmp, root, cache, urls, reps)
+            bench_prior(backbone)
+            bench_retrain(tmp, root, cache, urls, reps, backbone)
         if "selection" not in skip:
             bench_selection([10_000, 100_000], {("dbscan", 100_000)} if quick else set(), timeout=600)
         if selection_rows:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .backbones import Backbone
 
 BACKBONES: Registry[Backbone] = Registry("backbone", {
+    "efficientnet_lite012": "ml_backend.features.backbones:EfficientNetLite012",
     "efficientnet_lite0": "ml_backend.features.backbones:EfficientNetLite0",
     "resnet50": "ml_backend.features.backbones:ResNet50",
 })

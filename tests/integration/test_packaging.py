@@ -57,6 +57,10 @@ def test_config_from_env_and_errors() -> None:
     assert config.label_studio_url == "http://h:1"
     assert config.backbone_params() == {"weights_path": "/w.pth"}
     assert Config.from_env({}).backbone_params() == {}
+    lite0_file = {"MOS_EFFICIENTNET_WEIGHTS": "/l0.pth", "MOS_EFFICIENTNET_LITE2_WEIGHTS": "/l2.pth"}
+    assert Config.from_env(lite0_file).backbone_params() == {"weights_path": "/l0.pth"}  # one setting, two backbones
+    assert Config.from_env({**lite0_file, "MOS_BACKBONE": "efficientnet_lite012"}).backbone_params() == {
+        "lite0_weights": "/l0.pth", "lite2_weights": "/l2.pth"}
     with pytest.raises(ValueError, match="MOS_PORT='x' is not an integer"):
         Config.from_env({"MOS_PORT": "x"})
     for env, message in (({"MOS_PORT": "70000"}, r"MOS_PORT \(--port\) must be between 1 and 65535, got 70000"),

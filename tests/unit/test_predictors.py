@@ -397,20 +397,35 @@ def test_bad_kinds_are_refused(tmp_path) -> None:
              kind_offsets=prior.kind_offsets)
     with pytest.raises(ValueError, match="torn.npz cannot be used: its kind priors do not match its 10 features"):
         PREDICTORS.create("ridge", {"prior": str(tmp_path / "torn.npz")})
+    np.savez(tmp_path / "none.npz", mean=prior.mean, scale=prior.scale, coef=prior.coef, intercept=prior.intercept,
+             features="test", trained_on="test", copies=0, kind_copies=40)
+    with pytest.raises(ValueError, match=r"none.npz cannot be used: its copies must be at least 1, got \(0, 40\)"):
+        PREDICTORS.create("ridge", {"prior": str(tmp_path / "none.npz")})
+
+
+def test_the_copies_scale_with_the_feature_columns() -> None:
+    """Lite0's layout keeps round 22's copies; the three backbones' get round 25's."""
+    from ml_backend.prediction.prior import copies_for
+
+    assert copies_for(4025) == (121, 40) and copies_for(13609) == (409, 135) and copies_for(30) == (1, 1)
 
 
 @pytest.mark.parametrize("n_labels", [40, 200])
-def test_kind_prior_columns_weigh_as_40_copies_each_beside_the_priors_121(tmp_path, n_labels: int) -> None:
-    """The layout round 22 measured (docs/experiments.md): the prior's column as 121 copies, each
-    kind prior's as 40."""
+@pytest.mark.parametrize("layout", [(121, 40), (409, 135)])
+def test_kind_prior_columns_weigh_as_the_copies_the_prior_names(tmp_path, n_labels: int,
+                                                               layout: tuple[int, int]) -> None:
+    """The layouts rounds 22 and 25 measured (docs/experiments.md): the prior's column as 121 copies
+    and each kind prior's as 40 beside Lite0's features; 409 and 135 beside the three backbones'."""
     from ml_backend.prediction.prior import fit_prior, load_prior
 
     X_other, y_other = linear_data(300, d=30, seed=7)
-    fit_prior(X_other, y_other, "test", "test", kinds_of(300)).save(tmp_path / "kinds.npz")
+    fit_prior(X_other, y_other, "test", "test", kinds_of(300), layout).save(tmp_path / "kinds.npz")
+    prior = load_prior(str(tmp_path / "kinds.npz"))
+    assert (prior.copies, prior.kind_copies) == layout
     X, y = linear_data(n_labels + 50, d=30, seed=8)
     weighted = RidgePredictor(prior=str(tmp_path / "kinds.npz"), max_exact=100).fit(X[:n_labels], y[:n_labels])
-    columns = load_prior(str(tmp_path / "kinds.npz")).columns(X).astype(np.float32)
-    copies = np.hstack([X, np.repeat(columns[:, :1], 121, axis=1), np.repeat(columns[:, 1:], 40, axis=1)])
+    columns = prior.columns(X).astype(np.float32)
+    copies = np.hstack([X, np.repeat(columns[:, :1], layout[0], axis=1), np.repeat(columns[:, 1:], layout[1], axis=1)])
     plain = RidgePredictor(prior="none", max_exact=100).fit(copies[:n_labels], y[:n_labels])
     assert weighted.alpha_ == plain.alpha_
     for ours, theirs in zip(weighted.predict_with_confidence(X[n_labels:]),
