@@ -526,7 +526,8 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
              "max_side": args.max_side, "seeds": args.seeds, "subsample": args.subsample, "pool": args.pool,
              "held_out": args.held_out, "resumed_replays": resumed,
              "default": {"selector": default[0], "predictor": default[1], "strategy": default[2],
-                         "representatives": config.n_representatives},
+                         "representatives": config.n_representatives, "backbone": config.backbone,
+                         "max_side": config.max_side},
              "settings": {name: {k: str(v) for k, v in params.items()} for name, params in grid.settings.items()},
              "command": " ".join(sys.argv), "seconds": round(time.perf_counter() - started, 1)}
     parts = []
@@ -544,7 +545,8 @@ def run_evaluate(args: argparse.Namespace, config: Config) -> int:
                    f"{args.seeds} seeds{subsampled}; mean ± std over seeds; metrics on {scored}.")
     title = f"{args.dataset.name}: {n_images} images{subsampled}, {args.backbone}"
     print(write_report(args.out, trials, setup, title, description, default,
-                       scored="the held-out images" if args.held_out else "the unlabelled images"))
+                       scored="the held-out images" if args.held_out else "the unlabelled images",
+                       product_default=(args.backbone, args.max_side) == (config.backbone, config.max_side)))
     journal.close(finished=True)  # the results are written: nothing left to resume
     print(f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'srcc.png'}")
     return 0

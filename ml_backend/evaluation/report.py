@@ -161,11 +161,14 @@ def trials_as_dicts(trials: Iterable[Trial]) -> list[dict[str, Any]]:
 
 
 def write_report(out: Path, trials: list[Trial], setup: dict[str, Any], title: str, description: str,
-                 default: tuple[str, str, str] | None = None, scored: str = "the unlabelled images") -> str:
+                 default: tuple[str, str, str] | None = None, scored: str = "the unlabelled images",
+                 product_default: bool = True) -> str:
     """``results.json``, ``results.md`` and ``srcc.png`` in ``out``; returns the markdown tables
     (the paired comparison with the default too, when there is something to compare). ``scored``:
-    the images the metrics are on, for the plot's axis."""
-    summary = summarise(trials, default)
+    the images the metrics are on, for the plot's axis. ``product_default`` False (features other
+    than the product's, e.g. another backbone): the default's rows are still what others pair
+    with, but not marked as the product's default."""
+    summary = summarise(trials, default if product_default else None)
     comparison = paired(trials, default) if default else []
     table = markdown_table(summary)
     if comparison:

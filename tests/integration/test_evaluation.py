@@ -380,9 +380,9 @@ def test_class_metrics_catch_a_model_that_predicts_the_middle() -> None:
     assert middle["rmse_bad"] > 25 and middle["rmse_good"] > 25 and middle["rmse_normal"] < 10
 
 
-def test_default_rows_are_marked_and_others_paired_with_them() -> None:
+def test_default_rows_are_marked_and_others_paired_with_them(tmp_path: Path) -> None:
     from ml_backend.evaluation.replay import Grid, run_grid
-    from ml_backend.evaluation.report import paired
+    from ml_backend.evaluation.report import paired, write_report
 
     X, data = synthetic()
     grid = Grid(budgets=[30], selectors=["random"], predictors=["ridge", "knn"], seeds=4, pool=100,
@@ -397,6 +397,10 @@ def test_default_rows_are_marked_and_others_paired_with_them() -> None:
     assert row["difference"] == pytest.approx(np.mean(diffs))
     assert row["se"] == pytest.approx(np.std(diffs, ddof=1) / 2)
     assert row["verdict"] == "loss"  # knn trails ridge on a linear signal by far more than 2 SE
+    # On features the product does not use (another backbone), nothing is its default; the pairs stay.
+    write_report(tmp_path, trials, {}, "title", "description", grid.default, product_default=False)
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert not any(r["default"] for r in report["summary"]) and report["paired"] == [row]
     # Other orders pair with the default order, and without it each order with its own default pair.
     orders = run_grid(X, data, Grid(budgets=[30], selectors=["random"], predictors=["ridge"], seeds=3, pool=100,
                                     strategies=["stream", "upfront"], representatives=10))
