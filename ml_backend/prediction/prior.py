@@ -118,7 +118,7 @@ def load_prior(path: str) -> QualityPrior:
                                 kinds, kind_weights, kind_offsets, *copies)
     except FileNotFoundError:
         raise ConfigError(f"quality prior file not found: {path}") from None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # TypeError: an array where a number belongs
         raise ConfigError(f"quality prior file {path} cannot be used: {exc}") from None
 
 
@@ -128,7 +128,7 @@ def resolve_prior(spec: str, n_features: int | None = None) -> QualityPrior | No
     if spec in NO_PRIOR:
         return None
     if spec == "auto":
-        priors = [load_prior(_bundled_path(name)) for name in BUNDLED]
+        priors = (load_prior(_bundled_path(name)) for name in BUNDLED)  # lazily: none after the one that fits is read
         return next((p for p in priors if n_features in (None, len(p.coef))), None)
     return load_prior(_bundled_path(spec) if spec in BUNDLED else spec)
 

@@ -401,6 +401,11 @@ def test_bad_kinds_are_refused(tmp_path) -> None:
              features="test", trained_on="test", copies=0, kind_copies=40)
     with pytest.raises(ValueError, match=r"none.npz cannot be used: its copies must be at least 1, got \(0, 40\)"):
         PREDICTORS.create("ridge", {"prior": str(tmp_path / "none.npz")})
+    np.savez(tmp_path / "many.npz", mean=prior.mean, scale=prior.scale, coef=prior.coef, intercept=prior.intercept,
+             features="test", trained_on="test", copies=[121, 5], kind_copies=40)
+    with pytest.raises(ValueError, match=r"many.npz cannot be used: .*array") as info:
+        PREDICTORS.create("ridge", {"prior": str(tmp_path / "many.npz")})
+    assert "\n" not in str(info.value)
 
 
 def test_the_copies_scale_with_the_feature_columns() -> None:
