@@ -30,6 +30,15 @@ class GrowingRows:
         self._buffer, self._length = _Buffer(data, len(rows)), len(rows)
         self.array = data[: len(rows)]
 
+    @classmethod
+    def empty(cls, n: int, tail: tuple[int, ...], dtype: np.dtype | type) -> GrowingRows:
+        """``n`` rows not yet written (``array``, to fill in place), with the spare capacity of a
+        copy: what a caller that computes the rows anyway uses to save the copy."""
+        rows = object.__new__(cls)
+        data = np.empty((n + max(16, int(GROWTH * n)), *tail), dtype=dtype)
+        rows._buffer, rows._length, rows.array = _Buffer(data, n), n, data[:n]
+        return rows
+
     def __len__(self) -> int:
         return self._length
 

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 
-def _working_dtype(X: np.ndarray) -> type[np.floating]:
+def working_dtype(X: np.ndarray) -> type[np.floating]:
     """float32 for float32 and float16 input (float16 is how features are stored), else float64."""
     return np.float32 if X.dtype in (np.float32, np.float16) else np.float64
 
@@ -30,15 +30,16 @@ class Standardiser(TransformerMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: object = None) -> Standardiser:
         X = np.asarray(X)
         mean = X.mean(axis=0, dtype=np.float64)
-        centred = mean.astype(_working_dtype(X))
+        centred = mean.astype(working_dtype(X))
         self._set(mean, lambda block: X[block] - centred, X)
         return self
 
-    def fit_transform(self, X: np.ndarray, y: object = None) -> np.ndarray:
-        """Centres one copy and scales it in place: the only array as big as X is the result."""
+    def fit_transform(self, X: np.ndarray, y: object = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Centres one copy and scales it in place: the only array as big as X is the result
+        (``out`` when given: X's shape, in ``working_dtype(X)``)."""
         X = np.asarray(X)
         mean = X.mean(axis=0, dtype=np.float64)
-        Z = X - mean.astype(_working_dtype(X))
+        Z = np.subtract(X, mean.astype(working_dtype(X)), out=out)
         self._set(mean, lambda block: Z[block], X)
         Z /= self.scale_.astype(Z.dtype)
         return Z
@@ -51,7 +52,7 @@ class Standardiser(TransformerMixin, BaseEstimator):
             block = centred_rows(slice(start, start + self.chunk))
             sum_sq += np.einsum("ij,ij->j", block, block, dtype=np.float64)
         scale = np.sqrt(sum_sq / n)
-        scale[scale < 10 * np.finfo(_working_dtype(X)).eps] = 1.0
+        scale[scale < 10 * np.finfo(working_dtype(X)).eps] = 1.0
         for column, weight in (self.weights or {}).items():
             scale[column] /= weight  # (x - mean) / (scale / w) = w * standardised x
         self.mean_, self.scale_ = mean, scale
@@ -60,6 +61,6 @@ class Standardiser(TransformerMixin, BaseEstimator):
         """A standardised copy: float32 for float32 and float16, float64 for anything else."""
         check_is_fitted(self, "scale_")
         X = np.asarray(X)
-        Z = X - self.mean_.astype(_working_dtype(X))
+        Z = X - self.mean_.astype(working_dtype(X))
         Z /= self.scale_.astype(Z.dtype)
         return Z

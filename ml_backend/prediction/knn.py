@@ -45,15 +45,20 @@ class KNNPredictor(RegressorMixin, BaseEstimator):
         """Only ``X`` and ``y`` matter here; the other keywords are the common interface's, except
         ``scaler``: an unfitted Standardiser to fit here instead of the plain one (ridge weights
         a column)."""
-        self.check_params()
-        k = self.n_neighbors
         X, y = validate_data(self, X, y, y_numeric=True)
-        self.y_ = y.astype(float)
+        scaler = Standardiser() if scaler is None else scaler
+        return self.fit_standardised(scaler.fit_transform(X), y, scaler)
+
+    def fit_standardised(self, Xs: np.ndarray, y: np.ndarray, scaler: Standardiser) -> KNNPredictor:
+        """The fit on rows ``Xs`` that ``scaler``, fitted on them, has standardised already (ridge
+        standardises its own rows once, for both)."""
+        self.check_params()
+        self.n_features_in_ = Xs.shape[1]
+        self.y_ = np.asarray(y, dtype=float)
         self.n_labels_ = len(y)
-        self.scaler_ = Standardiser() if scaler is None else scaler
-        self.Xs_ = self.scaler_.fit_transform(X)
+        self.scaler_, self.Xs_ = scaler, Xs
         self.sq_norms_ = np.einsum("ij,ij->i", self.Xs_, self.Xs_, dtype=np.float64)
-        self.k_ = min(int(k), self.n_labels_)
+        self.k_ = min(int(self.n_neighbors), self.n_labels_)
         self.y_range_ = float(np.ptp(self.y_))
         self.neighbor_scale_ = self._neighbor_scale()
         return self

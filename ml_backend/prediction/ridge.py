@@ -12,20 +12,22 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..config import DEFAULTS
 from ..errors import ConfigError
 from ..features.rows import GrowingRows
-from ..features.standardise import Standardiser
+from ..features.standardise import Standardiser, working_dtype
 from ..registry import check_int
 from .base import Images
 from .knn import KNNPredictor
 from .prior import QualityPrior, resolve_prior
-from .ridge_solvers import NormalMatrix, best_alpha, dual_solve, gram_eigen, loo_residuals, matched_rows
+from .ridge_dual import DualSystem
+from .ridge_solvers import NormalMatrix, best_alpha, gram_eigen, loo_residuals, matched_rows
 
 PRIOR_MODES = ("mean", "feature")
 #: Changed rows, as a fraction of the labels, that a warm fit absorbs before a full one
 #: standardises and chooses the penalty again.
 REFRESH_FRACTION = 0.05
-#: Labels, as a fraction of the regression's columns, from which a fit beyond ``max_exact`` keeps
-#: the normal matrix for warm refits (below, solving from scratch is cheap: docs/performance.md).
-WARM_FROM = 0.5
+#: Labels, as a fraction of the regression's columns, from which a fit beyond ``max_exact`` solves
+#: and keeps the d x d normal matrix instead of the n x n dual system: where the two cost the same
+#: to build (n d^2 + d^3 / 3 against n^2 d + n^3 / 3) and to keep (docs/performance.md).
+PRIMAL_FROM = 1.0
 #: Penalty per label (per unit of label weight) below which a fit beyond ``max_exact`` sums and
 #: solves in float64: the system is then nearly singular but for the penalty, and float32 rounding
 #: of its matrix would reach the solution (real features choose 1-3: docs/performance.md).
@@ -34,24 +36,32 @@ FLOAT32_MIN_PENALTY = 0.1
 
 @dataclass
 class RidgeWarmState:
-    """What a fit that keeps the normal matrix leaves for the next one: its rows (as given and
-    as the regression sees them), their ids and weights, the normal matrix, and the parts the
-    last full fit chose (standardisation, penalty, the confidence's label spacing, leave-one-out
-    residuals by row id), with the number of rows changed since."""
+    """What a fit beyond ``max_exact`` leaves for the next one: its rows (as given, as the
+    regression sees them: kept for the normal matrix only, and standardised), their ids and
+    weights, the system it solved (``system``, which the next fit takes over and changes in
+    place: ``token`` tells whether it still belongs to this state), and the parts the last full
+    fit chose (standardisation, penalty, the confidence's label spacing, leave-one-out residuals by
+    row id), with the number of rows changed since."""
 
     params: dict[str, Any]
     ids: list[Hashable]
     X: np.ndarray
-    rows: GrowingRows
+    rows: GrowingRows | None
     standardised: GrowingRows  # the confidence index's rows (``neighbours``) and their squared norms
     norms: GrowingRows
     weights: np.ndarray
-    normal: NormalMatrix
+    system: NormalMatrix | DualSystem
     scaler: Standardiser
     alpha: float
     neighbours: KNNPredictor
     loo: dict[Hashable, float]
     changed: int
+    token: object = None
+
+    def claim(self) -> RidgeWarmState:
+        """Make this state the owner of its system."""
+        self.token = self.system.token = object()
+        return self
 
 
 class RidgePredictor(RegressorMixin, BaseEstimator):
@@ -63,16 +73,16 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
     error of every candidate penalty comes in closed form from one eigendecomposition of the
     labels' Gram matrix (n x n: cheap while n is small). Beyond ``max_exact`` labels the penalty
     is chosen the same way on a seeded sample of ``max_exact`` of them (the best penalty depends
-    on noise and signal strength, not on n) and the model is solved on all labels by Cholesky.
-    With at least half as many labels as feature dimensions (``WARM_FROM``) that solve uses the
-    d x d normal matrix, and a fit given a previous fit's ``warm_state_`` updates it with the rows
-    that changed instead of recomputing it (with fewer, the n x n dual system is solved from
-    scratch: cheaper than building the normal matrix). A fit given such a fit's ``warm_state_``
+    on noise and signal strength, not on n) and the model is solved on all labels by Cholesky:
+    of the n x n dual system (``ridge_dual.DualSystem``) with fewer labels than feature dimensions
+    (``PRIMAL_FROM``), of the d x d normal matrix (``NormalMatrix``) from there on, the cheaper of
+    the two. A full fit given a previous fit's ``warm_state_`` updates its normal matrix
+    with the rows that changed instead of recomputing it. A fit given such a fit's ``warm_state_``
     after few changes (at most ``REFRESH_FRACTION`` of the labels since the last full fit) keeps
     that fit's standardisation and penalty (they hardly move with 5 % more labels) and solves
-    exactly for them, correcting the kept Cholesky factor for the changed rows: that is what keeps
-    a retrain after one more label fast at thousands of labels; the next full fit chooses both
-    again.
+    exactly for them, growing the kept dual factor by the new rows or correcting the kept normal
+    matrix's factor for the changed rows: that is what keeps a retrain after one more label fast
+    at thousands of labels; the next full fit chooses both again.
 
     ``prior`` (see ``prior.resolve_prior``; default ``MOS_PRIOR``) brings what another rated
     dataset taught: as a weighted feature (``prior_mode="feature"``, what measured best on both
@@ -134,7 +144,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             sample_weight: np.ndarray | None = None) -> RidgePredictor:
         """``row_ids`` name the rows (task ids; default: their positions) so that ``warm_state``,
         an earlier fit's ``warm_state_``, can be updated with the rows that changed; this fit
-        takes it over (its normal matrix is updated in place). ``images`` is not used. This fit
+        takes it over (its system is updated in place). ``images`` is not used. This fit
         keeps a reference to ``X``: do not modify it afterwards."""
         self.check_params()
         alphas = np.asarray(self.alphas, dtype=float).ravel()
@@ -160,12 +170,15 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         if prior is not None and self.prior_mode == "mean":
             self.prior_scale_, self.prior_offset_ = _calibrate(prior, y, w)
             y = y - (self.prior_offset_ + self.prior_scale_ * prior)  # ridge learns what the prior misses
-        weights = self._prior_weights(X.shape[1], prior_model)
-        self.neighbours_ = KNNPredictor().fit(X, y, scaler=Standardiser(weights=weights))  # for the confidence only
-        self.scaler_ = self.neighbours_.scaler_  # the same standardisation: computed once
+        self.scaler_ = Standardiser(weights=self._prior_weights(X.shape[1], prior_model))
+        # X in the standardisation the confidence index shares (centred on the plain mean); written
+        # where warm refits can append to it when this fit keeps a system for them
+        standardised = GrowingRows.empty(len(X), X.shape[1:], working_dtype(X)) \
+            if self._system_kind(self.n_labels_, X.shape[1]) else None
+        Xs = self.scaler_.fit_transform(X, out=None if standardised is None else standardised.array)
+        self.neighbours_ = KNNPredictor().fit_standardised(Xs, y, self.scaler_)  # for the confidence only
         y_mean = float(np.average(y, weights=w))
         yc = y - y_mean
-        Xs = self.neighbours_.Xs_  # X in the shared standardisation (centred on the plain mean)
         if w is not None:  # weighted: centre on the weighted means, scale rows by sqrt(w)
             raw_mean = _row_mean(X, w)  # from the features as given, not from float32 Xs: exact
             x_mean = (raw_mean - self.scaler_.mean_) / self.scaler_.scale_
@@ -193,11 +206,19 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             self.loo_rows_ = rows
             self.loo_residuals_ = loo_residuals(U, eig, U.T @ ys, ys, self.alpha_, share) / np.sqrt(ws)
             precise = self.alpha_ < FLOAT32_MIN_PENALTY * (self.n_labels_ if w is None else w.sum())
-            if not self._keeps_normal(self.n_labels_, X.shape[1]):
-                A, b = (Xs, yc) if w is None else ((Xs - x_mean) * root[:, None].astype(Xs.dtype), yc * root)
-                self.coef_ = dual_solve(A, b, self.alpha_, precise)
+            assert standardised is not None  # made for every fit beyond max_exact
+            norms = GrowingRows(self.neighbours_.sq_norms_)
+            self.neighbours_ = self.neighbours_.with_rows(standardised.array, norms.array, self.neighbours_.y_)
+            previous = warm_state.system if isinstance(warm_state, RidgeWarmState) else None
+            kept = None
+            if self._system_kind(self.n_labels_, X.shape[1]) is DualSystem:
+                spare = previous if isinstance(previous, DualSystem) else None
+                dual = DualSystem(standardised, ids, np.ones(self.n_labels_) if w is None else w, self.alpha_,
+                                  precise, spare)
+                self.coef_, self.y_mean_ = dual.solve(y)
+                system: NormalMatrix | DualSystem = dual
             else:
-                normal = warm_state.normal if isinstance(warm_state, RidgeWarmState) else None
+                normal = previous if isinstance(previous, NormalMatrix) else None
                 if normal is None or normal.precise != precise or not normal.update(X, ids, w):
                     normal = NormalMatrix(X, ids, w, precise)
                 target = yc if w is None else yc * w
@@ -205,33 +226,34 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
                 mean = self.scaler_.mean_ if w is None else raw_mean
                 self.coef_ = normal.solve(mean, self.scaler_.scale_, rhs, self.alpha_)
                 kept = GrowingRows(X)
-                standardised, norms = GrowingRows(Xs), GrowingRows(self.neighbours_.sq_norms_)
-                self.neighbours_ = self.neighbours_.with_rows(standardised.array, norms.array, self.neighbours_.y_)
-                normal.rows = kept.array
-                self.warm_state_ = RidgeWarmState(
-                    self.get_params(), ids, raw, kept, standardised, norms, normal.weights, normal, self.scaler_,
-                    self.alpha_, self.neighbours_,
-                    {ids[r]: float(v) for r, v in zip(rows, self.loo_residuals_, strict=True)}, 0)
-        # the intercept where the standardised features are 0 (their plain mean)
-        self.y_mean_ = y_mean if w is None else y_mean - float(x_mean @ self.coef_)
+                normal.rows, system = kept.array, normal
+                self.y_mean_ = _intercept(y_mean, None if w is None else x_mean, self.coef_)
+            self.warm_state_ = RidgeWarmState(
+                self.get_params(), ids, raw, kept, standardised, norms, system.weights, system, self.scaler_,
+                self.alpha_, self.neighbours_,
+                {ids[r]: float(v) for r, v in zip(rows, self.loo_residuals_, strict=True)}, 0).claim()
+            return self
+        self.y_mean_ = _intercept(y_mean, None if w is None else x_mean, self.coef_)
         return self
 
-    def _keeps_normal(self, n: int, d: int) -> bool:
-        """Whether a fit on ``n`` rows of ``d`` regression columns solves by the d x d normal
-        matrix and keeps it for warm refits (``WARM_FROM``)."""
-        return n > self.max_exact and n >= WARM_FROM * d
+    def _system_kind(self, n: int, d: int) -> type[NormalMatrix] | type[DualSystem] | None:
+        """The system a fit on ``n`` rows of ``d`` regression columns solves and keeps for warm
+        refits: none up to ``max_exact`` rows (the exact path), then the cheaper one (``PRIMAL_FROM``)."""
+        if n <= self.max_exact:
+            return None
+        return NormalMatrix if n >= PRIMAL_FROM * d else DualSystem
 
     def _can_continue(self, warm: RidgeWarmState, X: np.ndarray) -> bool:
-        """Whether ``warm`` came from a fit like this one, on rows like these, that still keeps the
-        normal matrix (``_keeps_normal``), and that matrix still sums its rows (a fit that failed
-        after updating it leaves them apart: then a full fit)."""
+        """Whether ``warm`` came from a fit like this one, on rows like these, whose system is the
+        one a fit on these rows keeps (``_system_kind``) and still its own (a fit that failed or
+        was lost after changing it took it: then a full fit)."""
         mine, theirs = self.get_params(), warm.params
         return (mine.keys() == theirs.keys() and np.array_equal(np.asarray(mine["alphas"], dtype=float),
                                                                  np.asarray(theirs["alphas"], dtype=float))
                 and all(mine[k] == theirs[k] for k in mine if k != "alphas")
                 and X.shape[1] == warm.X.shape[1] and X.dtype == warm.X.dtype
-                and self._keeps_normal(len(X), warm.rows.array.shape[1])
-                and warm.normal.ids == warm.ids and warm.normal.rows is warm.rows.array)
+                and isinstance(warm.system, self._system_kind(len(X), warm.standardised.array.shape[1]) or ())
+                and warm.system.token is warm.token)
 
     def _fit_warm(self, warm: RidgeWarmState, X: np.ndarray, y: np.ndarray, ids: list[Hashable],
                   w: np.ndarray | None, matched: tuple[np.ndarray, ...]) -> RidgePredictor:
@@ -254,9 +276,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             merged[added] = new
             return GrowingRows(merged)
 
-        kept_rows = grown(warm.rows, new_rows)
         standardised, norms = grown(warm.standardised, new_standardised), grown(warm.norms, new_norms)
-        rows = kept_rows.array
         self.prior_scale_, self.prior_offset_ = 0.0, 0.0
         if prior is not None and self.prior_mode == "mean":
             p = prior.predict(X)
@@ -265,20 +285,28 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
         self.scaler_, self.alpha_ = warm.scaler, warm.alpha
         self.neighbours_ = warm.neighbours.with_rows(standardised.array, norms.array, y)
         weights = np.ones(n) if w is None else w
-        warm.normal.apply(rows, ids, weights, added, removed)
-        y_mean = float(np.average(y, weights=w))
-        target = (y - y_mean) * weights
-        rhs = _transposed_product(rows, target, warm.normal.precise) / self.scaler_.scale_  # Xs^T W yc
-        mean = _row_mean(rows, w)
-        self.coef_ = warm.normal.solve(mean, self.scaler_.scale_, rhs, self.alpha_)
-        self.y_mean_ = y_mean - float(((mean - self.scaler_.mean_) / self.scaler_.scale_) @ self.coef_)
+        kept_rows = None
+        if isinstance(warm.system, DualSystem):
+            warm.system.apply(standardised, ids, weights, added, removed, same_new, same_old, appending)
+            self.coef_, self.y_mean_ = warm.system.solve(y)
+        else:
+            assert warm.rows is not None  # kept with every normal matrix
+            kept_rows = grown(warm.rows, new_rows)
+            rows = kept_rows.array
+            warm.system.apply(rows, ids, weights, added, removed)
+            y_mean = float(np.average(y, weights=w))
+            target = (y - y_mean) * weights
+            rhs = _transposed_product(rows, target, warm.system.precise) / self.scaler_.scale_  # Xs^T W yc
+            mean = _row_mean(rows, w)
+            self.coef_ = warm.system.solve(mean, self.scaler_.scale_, rhs, self.alpha_)
+            self.y_mean_ = _intercept(y_mean, (mean - self.scaler_.mean_) / self.scaler_.scale_, self.coef_)
         position = {row_id: i for i, row_id in enumerate(ids)}
         kept = [(position[row_id], value) for row_id, value in warm.loo.items() if row_id in position]
         self.loo_rows_ = np.array([i for i, _ in kept], dtype=int)
         self.loo_residuals_ = np.array([v for _, v in kept], dtype=float)
-        self.warm_state_ = RidgeWarmState(warm.params, ids, X, kept_rows, standardised, norms, weights, warm.normal,
+        self.warm_state_ = RidgeWarmState(warm.params, ids, X, kept_rows, standardised, norms, weights, warm.system,
                                           warm.scaler, warm.alpha, self.neighbours_, warm.loo,
-                                          warm.changed + max(len(added), len(removed)))
+                                          warm.changed + max(len(added), len(removed))).claim()
         return self
 
     def _offset(self, prior: np.ndarray | None) -> np.ndarray | float:
@@ -325,6 +353,12 @@ def _changes(warm: RidgeWarmState, X: np.ndarray, ids: list[Hashable],
         kept = np.arange(length)
         return kept, kept, np.arange(length, len(X)), np.empty(0, dtype=int)
     return matched_rows(warm.X, warm.ids, warm.weights, X, ids, weights)
+
+
+def _intercept(y_mean: float, x_mean: np.ndarray | None, coef: np.ndarray) -> float:
+    """The intercept where the standardised features are 0 (their plain mean), for a fit centred
+    on the labels' mean ``y_mean`` and the standardised rows' mean ``x_mean`` (None: 0)."""
+    return y_mean if x_mean is None else y_mean - float(x_mean @ coef)
 
 
 def _row_mean(X: np.ndarray, w: np.ndarray | None) -> np.ndarray:

@@ -39,30 +39,6 @@ def best_alpha(U: np.ndarray, eig: np.ndarray, Uy: np.ndarray, yc: np.ndarray, a
     return float(alphas[int(np.argmin(errors))])
 
 
-def dual_solve(Xs: np.ndarray, yc: np.ndarray, alpha: float, precise: bool = False) -> np.ndarray:
-    """Ridge coefficients for a fixed penalty from ``(Xs Xs^T + alpha I) a = yc`` (n <= d), by
-    Cholesky: float32 first (twice as fast), float64 if float32 fails or is inaccurate; float64
-    only when ``precise`` (a tiny penalty, where float32 rounding of the Gram matrix reaches the
-    solution though the residual looks small)."""
-    precisions = ((np.float32, blas.ssyrk), (np.float64, blas.dsyrk))
-    for dtype, syrk in precisions[1:] if precise else precisions:
-        At = np.asfortranarray(Xs.T, dtype=dtype)  # d x n, the layout BLAS reads without a copy
-        target = yc.astype(dtype)
-        gram = syrk(1.0, At, trans=1, lower=1)  # Xs Xs^T, lower triangle
-        gram[np.diag_indices_from(gram)] += alpha
-        try:
-            solution = linalg.cho_solve(linalg.cho_factor(gram, lower=True, overwrite_a=True, check_finite=False),
-                                        target, check_finite=False)
-        except np.linalg.LinAlgError:
-            if dtype is np.float64:
-                raise ConfigError(f"ridge penalty {alpha:g} is too small to solve for these features") from None
-            continue
-        residual = At.T @ (At @ solution) + alpha * solution - target
-        if np.linalg.norm(residual) <= 1e-3 * np.linalg.norm(target):
-            break
-    return (At @ solution).astype(float)
-
-
 def matched_rows(old: np.ndarray, old_ids: list[Hashable], old_weights: np.ndarray, new: np.ndarray,
                  new_ids: list[Hashable], new_weights: np.ndarray, block: int = 256) -> tuple[np.ndarray, ...]:
     """Which rows stayed (same id, features and weight: their positions in ``new`` and in
@@ -93,6 +69,8 @@ class NormalMatrix:
     Updates and solves work in place, in buffers that move from fit to fit: the page faults of a
     fresh d x d array cost more than the arithmetic on the machines measured (docs/performance.md).
 
+    ``token`` names the warm state it belongs to (``RidgeWarmState.claim``); changing it clears it.
+
     A solve keeps its Cholesky factor; a later solve at the same penalty and scale, after at most
     ``MAX_LOW_RANK`` changed rows, corrects that factor's solution for the change (Woodbury:
     O(d^2) per changed row instead of the O(d^3) factorization), still checked against the
@@ -108,6 +86,7 @@ class NormalMatrix:
 
     def __init__(self, X: np.ndarray, ids: list[Hashable], weights: np.ndarray | None = None,
                  precise: bool = False) -> None:
+        self.token: object = None
         self.ids = list(ids)
         self.rows = X
         self.weights = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=float)
@@ -141,6 +120,7 @@ class NormalMatrix:
               removed: np.ndarray) -> None:
         """Replace the rows by ``X``, given which of them are new (``added``, positions in ``X``)
         and which old ones are gone (``removed``, positions in the current rows)."""
+        self.token = None
         for rows, w, sign in ((X[added], weights[added], 1.0), (self.rows[removed], self.weights[removed], -1.0)):
             if len(rows):
                 delta = (rows - self.center) * np.sqrt(w)[:, None]

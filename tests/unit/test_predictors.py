@@ -8,6 +8,8 @@ from sklearn.preprocessing import StandardScaler
 from ml_backend.prediction import PREDICTORS
 from ml_backend.prediction.knn import KNNPredictor
 from ml_backend.prediction.ridge import RidgePredictor
+from ml_backend.prediction.ridge_dual import DualSystem
+from ml_backend.prediction.ridge_solvers import NormalMatrix
 
 
 def smooth_data(n: int, seed: int = 0):
@@ -158,7 +160,7 @@ def test_ridge_beyond_max_exact_solves_all_labels_with_a_sampled_penalty() -> No
     np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
     X, y = linear_data(80, d=200)  # fewer labels than half the dimensions: the dual solve
     model = RidgePredictor(max_exact=40).fit(X, y)
-    assert model.warm_state_ is None
+    assert isinstance(model.warm_state_.system, DualSystem)
     np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
     exact = RidgePredictor().fit(X, y)
     test_X, test_y = linear_data(200, d=200, seed=1)
@@ -205,7 +207,7 @@ def test_a_full_refit_updates_the_previous_fits_normal_matrix_exactly(monkeypatc
     X, y = linear_data(300, d=40)
     ids = [f"task-{i}" for i in range(300)]
     previous = RidgePredictor(max_exact=50).fit(X[:-1], y[:-1], row_ids=ids[:-1])
-    lent = previous.warm_state_.normal
+    lent = previous.warm_state_.system
     before = previous.predict(X[:20])
     # One new row, one row gone, one id whose features changed, labels changed, rows reordered.
     X2 = np.concatenate([X[1:], X[:1]])
@@ -214,7 +216,7 @@ def test_a_full_refit_updates_the_previous_fits_normal_matrix_exactly(monkeypatc
     y2 = np.concatenate([y[1:], y[:1]]) + 1.0
     model = RidgePredictor(max_exact=50).fit(X2, y2, row_ids=ids2, warm_state=previous.warm_state_)
     scratch = RidgePredictor(max_exact=50).fit(X2, y2)
-    assert model.warm_state_.normal is lent  # taken over and updated in place, not copied
+    assert model.warm_state_.system is lent  # taken over and updated in place, not copied
     np.testing.assert_array_equal(previous.predict(X[:20]), before)  # the old model still serves
     # float32 Cholesky on both sides: equal to ~1e-5; a row missed or counted twice moves them ~1e-2.
     np.testing.assert_allclose(model.coef_, scratch.coef_, rtol=1e-4, atol=1e-5)
@@ -230,10 +232,18 @@ def frozen_ridge(full: RidgePredictor, X: np.ndarray, y: np.ndarray, w: np.ndarr
 def count_factorizations(monkeypatch) -> list[int]:
     """A list that grows by one with every Cholesky factorization from now on (a warm fit makes none)."""
     from scipy import linalg
+    from scipy.linalg import lapack
 
     factorizations: list[int] = []
-    factor = linalg.cho_factor
-    monkeypatch.setattr(linalg, "cho_factor", lambda *a, **k: factorizations.append(1) or factor(*a, **k))
+
+    def counted(factor):
+        def call(*a, **k):
+            factorizations.append(1)
+            return factor(*a, **k)
+        return call
+
+    for module, name in ((linalg, "cho_factor"), (lapack, "spotrf"), (lapack, "dpotrf")):
+        monkeypatch.setattr(module, name, counted(getattr(module, name)))
     return factorizations
 
 
@@ -269,26 +279,65 @@ def test_a_warm_fit_is_the_exact_ridge_in_the_last_full_fits_standardisation_and
     np.testing.assert_allclose(more.coef_, sklearn_ridge(X, y, more.alpha_).coef_, rtol=1e-4, atol=1e-6)
 
 
-def test_warm_fits_start_at_half_as_many_labels_as_dimensions(monkeypatch) -> None:
-    """From ``WARM_FROM`` times as many labels as dimensions (here 300 labels, 600 dimensions) a
-    fit keeps the normal matrix, and the next fits after one more label each are warm: the exact
-    ridge in the kept standardisation and penalty, with no factorization. Below it, no warm state."""
-    from ml_backend.prediction.ridge import WARM_FROM
+def test_warm_fits_keep_the_dual_system_below_as_many_labels_as_dimensions(monkeypatch) -> None:
+    """Beyond ``max_exact`` a fit keeps the n x n dual system below ``PRIMAL_FROM`` times as many
+    labels as dimensions (here 300 of 300) and the d x d normal matrix from there on; either way the
+    next fits after one more label are warm: the exact ridge in the kept standardisation and
+    penalty, with no factorization."""
+    from ml_backend.prediction.ridge import PRIMAL_FROM
 
-    X, y = linear_data(310, d=600, seed=6, noise=20.0)  # noisy: a penalty like real features'
-    assert 300 >= WARM_FROM * 600 > 299
-    assert RidgePredictor(max_exact=50).fit(X[:299], y[:299]).warm_state_ is None
-    full = RidgePredictor(max_exact=50).fit(X[:300], y[:300], row_ids=list(range(300)))
-    np.testing.assert_allclose(full.coef_, sklearn_ridge(X[:300], y[:300], full.alpha_).coef_, rtol=1e-4, atol=1e-6)
+    X, y = linear_data(310, d=300, seed=6, noise=20.0)  # noisy: a penalty like real features'
+    assert 300 >= PRIMAL_FROM * 300 > 299
+    assert RidgePredictor(max_exact=50).fit(X[:50], y[:50]).warm_state_ is None  # the exact path
+    for n0, kind in ((290, DualSystem), (300, NormalMatrix)):
+        full = RidgePredictor(max_exact=50).fit(X[:n0], y[:n0], row_ids=list(range(n0)))
+        assert isinstance(full.warm_state_.system, kind)
+        reference = sklearn_ridge(X[:n0], y[:n0], full.alpha_)
+        np.testing.assert_allclose(full.coef_, reference.coef_, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(full.predict(X), reference.predict(full.scaler_.transform(X)), atol=1e-3)
+        factorizations = count_factorizations(monkeypatch)
+        model = full
+        for n in range(n0 + 1, n0 + 6):  # the dual system up to 295 labels
+            model = RidgePredictor(max_exact=50).fit(X[:n], y[:n], row_ids=list(range(n)),
+                                                     warm_state=model.warm_state_)
+            assert model.scaler_ is full.scaler_ and model.alpha_ == full.alpha_
+            reference = frozen_ridge(full, X[:n], y[:n])
+            np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(model.predict(X), reference.predict(full.scaler_.transform(X)), atol=1e-3)
+        assert factorizations == [] and model is not full
+        monkeypatch.undo()
+
+
+def test_a_warm_dual_fit_follows_changed_rows_weights_and_labels(monkeypatch) -> None:
+    """The dual system retires a row whose features or weight changed, or that went away, and
+    takes a changed one back as a new slot: each warm fit equals scikit-learn's weighted ridge in
+    the kept standardisation and penalty, with no factorization, and the old model still serves."""
+    monkeypatch.setattr("ml_backend.prediction.ridge.REFRESH_FRACTION", 0.2)  # all warm
+    X, y = linear_data(240, d=600, seed=8, noise=20.0)
+    ids = [f"task-{i}" for i in range(240)]
+    w = np.random.default_rng(1).integers(1, 4, 240).astype(float)
+    n0 = 200
+    full = RidgePredictor(max_exact=50).fit(X[:n0], y[:n0], row_ids=ids[:n0], sample_weight=w[:n0])
+    assert isinstance(full.warm_state_.system, DualSystem)
     factorizations = count_factorizations(monkeypatch)
-    model = full
-    for n in range(301, 306):
-        model = RidgePredictor(max_exact=50).fit(X[:n], y[:n], row_ids=list(range(n)), warm_state=model.warm_state_)
-        assert model.scaler_ is full.scaler_ and model.alpha_ == full.alpha_
-        reference = frozen_ridge(full, X[:n], y[:n])
+    model, Xn, yn, wn = full, X.copy(), y.copy(), w.copy()
+    for n in range(n0 + 1, n0 + 9):
+        before = model.predict(X[:20])
+        if n % 2:
+            Xn[3 + n % 7] += 0.25  # an image replaced
+            wn[5 + n % 5] += 1.0  # one more rating of a rated image
+            yn[11] += 3.0  # a label corrected
+        keep = [i for i in range(n) if i not in (13, 17) or n < n0 + 5]  # two labels deleted
+        previous = model
+        model = RidgePredictor(max_exact=50).fit(Xn[keep], yn[keep], row_ids=[ids[i] for i in keep],
+                                                 sample_weight=wn[keep], warm_state=model.warm_state_)
+        np.testing.assert_array_equal(previous.predict(X[:20]), before)
+        assert model.scaler_ is full.scaler_ and model.warm_state_.system is full.warm_state_.system
+        reference = frozen_ridge(full, Xn[keep], yn[keep], wn[keep])
         np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(model.predict(X), reference.predict(full.scaler_.transform(X)), atol=1e-3)
-    assert factorizations == []
+        np.testing.assert_allclose(model.neighbours_.Xs_, full.scaler_.transform(Xn[keep]), atol=1e-5)
+    assert factorizations == [] and full.warm_state_.system.retired
 
 
 def test_ridge_rebuilds_the_warm_state_when_most_rows_changed() -> None:
@@ -452,10 +501,11 @@ def test_ridge_leave_one_out_residuals_are_the_refits_without_each_label() -> No
 
 @pytest.mark.parametrize("n, d, max_exact, noise, primal", [
     (25, 12, 1000, 4.0, False),  # exact
-    (80, 200, 40, 4.0, False),  # dual: fewer labels than WARM_FROM x the dimensions
-    (150, 200, 40, 4.0, True),  # normal matrix in float64: fewer labels than dimensions, a tiny penalty
-    (150, 200, 100, 20.0, True),  # normal matrix, fewer labels than dimensions
-    (300, 40, 50, 4.0, True),  # normal matrix, more labels than dimensions
+    (80, 200, 40, 4.0, False),  # dual system: fewer labels than PRIMAL_FROM x the dimensions
+    (150, 200, 40, 4.0, False),  # dual system in float64: a tiny penalty
+    (250, 200, 40, 4.0, True),  # normal matrix in float64: a tiny penalty
+    (250, 200, 100, 20.0, True),  # normal matrix
+    (300, 40, 50, 4.0, True),  # normal matrix, many more labels than dimensions
 ])
 def test_weighted_ridge_is_scikit_learns_weighted_ridge(n: int, d: int, max_exact: int, noise: float,
                                                         primal: bool) -> None:
@@ -463,7 +513,8 @@ def test_weighted_ridge_is_scikit_learns_weighted_ridge(n: int, d: int, max_exac
     X, y = linear_data(n, d=d, noise=noise)
     w = np.random.default_rng(4).integers(1, 6, n).astype(float)
     model = RidgePredictor(prior="none", max_exact=max_exact).fit(X, y, sample_weight=w)
-    assert (model.warm_state_ is not None) == primal
+    assert isinstance(model.warm_state_.system, NormalMatrix) if primal else \
+        (model.warm_state_ is None) == (n <= max_exact)
     Xs = StandardScaler().fit_transform(X.astype(float))
     reference = Ridge(alpha=model.alpha_).fit(Xs, y, sample_weight=w)
     np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
@@ -473,12 +524,12 @@ def test_weighted_ridge_is_scikit_learns_weighted_ridge(n: int, d: int, max_exac
     np.testing.assert_array_equal(same.coef_, plain.coef_)
 
 
-@pytest.mark.parametrize("n, primal", [(120, False), (240, True), (480, True)])  # d = 400
+@pytest.mark.parametrize("n, primal", [(120, False), (240, False), (480, True)])  # d = 400
 def test_a_tiny_penalty_is_solved_in_float64_on_every_path(monkeypatch, n: int, primal: bool) -> None:
     """Below ``FLOAT32_MIN_PENALTY`` per label the system is nearly singular but for the penalty:
-    the dual solve, the normal matrix (fewer and more labels than dimensions) and a warm refit
-    after one more label all match scikit-learn's float64 ridge to the rounding of the float32
-    features themselves (summed in float32 they missed by 0.07-0.1 MOS points here)."""
+    the dual system, the normal matrix and their warm refits after one more label all match
+    scikit-learn's float64 ridge to the rounding of the float32 features themselves (summed in
+    float32 they missed by 0.07-0.1 MOS points here)."""
     from ml_backend.prediction.ridge import FLOAT32_MIN_PENALTY
 
     rng = np.random.default_rng(7)
@@ -489,17 +540,16 @@ def test_a_tiny_penalty_is_solved_in_float64_on_every_path(monkeypatch, n: int, 
     test = X[n + 1 :]
     params = {"prior": "none", "max_exact": 50, "alphas": (1e-4 * FLOAT32_MIN_PENALTY * n,)}
     full = RidgePredictor(**params).fit(X[:n], y[:n], row_ids=list(range(n)))
-    assert (full.warm_state_ is not None) == primal
+    assert isinstance(full.warm_state_.system, NormalMatrix if primal else DualSystem)
     reference = frozen_ridge(full, X[:n], y[:n])
     np.testing.assert_allclose(full.predict(test), reference.predict(full.scaler_.transform(test)), atol=1e-3)
-    if primal:
-        assert full.warm_state_.normal.precise
-        factorizations = count_factorizations(monkeypatch)
-        warm = RidgePredictor(**params).fit(X[: n + 1], y[: n + 1], row_ids=list(range(n + 1)),
-                                            warm_state=full.warm_state_)
-        assert warm.scaler_ is full.scaler_ and factorizations == []
-        reference = frozen_ridge(full, X[: n + 1], y[: n + 1])
-        np.testing.assert_allclose(warm.predict(test), reference.predict(full.scaler_.transform(test)), atol=1e-3)
+    assert full.warm_state_.system.precise
+    factorizations = count_factorizations(monkeypatch)
+    warm = RidgePredictor(**params).fit(X[: n + 1], y[: n + 1], row_ids=list(range(n + 1)),
+                                        warm_state=full.warm_state_)
+    assert warm.scaler_ is full.scaler_ and factorizations == []
+    reference = frozen_ridge(full, X[: n + 1], y[: n + 1])
+    np.testing.assert_allclose(warm.predict(test), reference.predict(full.scaler_.transform(test)), atol=1e-3)
 
 
 def test_weighted_leave_one_out_residuals_are_weighted_refits_without_each_label() -> None:
@@ -524,19 +574,25 @@ def test_a_changed_weight_updates_the_normal_matrix_like_a_changed_row() -> None
     w2[[3, 17]] = 2.5  # two images got more raters
     model = RidgePredictor(prior="none", max_exact=50).fit(X, y, sample_weight=w2,
                                                            warm_state=previous.warm_state_)
-    assert model.warm_state_.normal is previous.warm_state_.normal and model.warm_state_.changed == 2
+    assert model.warm_state_.system is previous.warm_state_.system and model.warm_state_.changed == 2
     reference = frozen_ridge(previous, X, y, w2)
     np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(model.predict(X), reference.predict(previous.scaler_.transform(X)), atol=1e-3)
 
 
-def test_a_warm_state_whose_normal_matrix_moved_on_gives_a_full_fit_not_a_wrong_one() -> None:
-    """A retrain that failed after updating the normal matrix leaves the serving model's warm
-    state behind it; the next fit from that state must notice and fit from scratch."""
-    X, y = linear_data(320, d=40, seed=4)
+@pytest.mark.parametrize("d", [40, 800])  # the normal matrix; the dual system
+@pytest.mark.parametrize("lost", ["warm", "full"])
+def test_a_warm_state_whose_system_moved_on_gives_a_full_fit_not_a_wrong_one(d: int, lost: str) -> None:
+    """A retrain that failed after updating the system (a warm fit) or taking its memory (a full
+    fit) leaves the serving model's warm state behind it; the next fit from that state must notice
+    and fit from scratch."""
+    X, y = linear_data(320, d=d, seed=4)
     ids = list(range(320))
     served = RidgePredictor(max_exact=50).fit(X[:300], y[:300], row_ids=ids[:300])
-    RidgePredictor(max_exact=50).fit(X[:301], y[:301], row_ids=ids[:301], warm_state=served.warm_state_)  # lost
+    moved = X[:301] if lost == "warm" else linear_data(301, d=d, seed=5)[0]  # every row changed: a full fit
+    RidgePredictor(max_exact=50).fit(moved, y[:301], row_ids=ids[:301], warm_state=served.warm_state_)  # lost
     again = RidgePredictor(max_exact=50).fit(X[:302], y[:302], row_ids=ids[:302], warm_state=served.warm_state_)
-    assert again.scaler_ is not served.scaler_  # a full fit
-    np.testing.assert_allclose(again.coef_, sklearn_ridge(X[:302], y[:302], again.alpha_).coef_, rtol=1e-4, atol=1e-6)
+    if lost == "warm" or d == 800:  # (a full fit takes no rows into a normal matrix when all changed)
+        assert again.scaler_ is not served.scaler_  # a full fit
+    # warm or full: the ridge in its standardisation and penalty (a changed system would miss it)
+    np.testing.assert_allclose(again.coef_, frozen_ridge(again, X[:302], y[:302]).coef_, rtol=1e-4, atol=1e-5)
