@@ -158,7 +158,7 @@ def test_ridge_beyond_max_exact_solves_all_labels_with_a_sampled_penalty() -> No
     X, y = linear_data(300, d=40)  # more labels than dimensions: the primal solve
     model = RidgePredictor(max_exact=50).fit(X, y)
     np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
-    X, y = linear_data(80, d=200)  # fewer labels than half the dimensions: the dual solve
+    X, y = linear_data(80, d=200)  # fewer labels than dimensions: the dual system
     model = RidgePredictor(max_exact=40).fit(X, y)
     assert isinstance(model.warm_state_.system, DualSystem)
     np.testing.assert_allclose(model.coef_, sklearn_ridge(X, y, model.alpha_).coef_, rtol=1e-4, atol=1e-6)
