@@ -14,6 +14,11 @@ import numpy as np
 GROWTH = 0.25
 
 
+def with_room(n: int) -> int:
+    """Rows of a new buffer for ``n`` rows: ``GROWTH`` more, at least 16."""
+    return n + max(16, int(GROWTH * n))
+
+
 class _Buffer:
     def __init__(self, data: np.ndarray, filled: int) -> None:
         self.data, self.filled = data, filled
@@ -25,19 +30,21 @@ class GrowingRows:
 
     def __init__(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows)
-        data = np.empty((len(rows) + max(16, int(GROWTH * len(rows))), *rows.shape[1:]), dtype=rows.dtype)
-        data[: len(rows)] = rows
-        self._buffer, self._length = _Buffer(data, len(rows)), len(rows)
-        self.array = data[: len(rows)]
+        self._reserve(len(rows), rows.shape[1:], rows.dtype)
+        self.array[...] = rows
 
     @classmethod
     def empty(cls, n: int, tail: tuple[int, ...], dtype: np.dtype | type) -> GrowingRows:
         """``n`` rows not yet written (``array``, to fill in place), with the spare capacity of a
         copy: what a caller that computes the rows anyway uses to save the copy."""
         rows = object.__new__(cls)
-        data = np.empty((n + max(16, int(GROWTH * n)), *tail), dtype=dtype)
-        rows._buffer, rows._length, rows.array = _Buffer(data, n), n, data[:n]
+        rows._reserve(n, tail, dtype)
         return rows
+
+    def _reserve(self, n: int, tail: tuple[int, ...], dtype: np.dtype | type) -> None:
+        """A new buffer with room (``with_room``), its first ``n`` rows this view's."""
+        data = np.empty((with_room(n), *tail), dtype=dtype)
+        self._buffer, self._length, self.array = _Buffer(data, n), n, data[:n]
 
     def __len__(self) -> int:
         return self._length

@@ -171,15 +171,15 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             self.prior_scale_, self.prior_offset_ = _calibrate(prior, y, w)
             y = y - (self.prior_offset_ + self.prior_scale_ * prior)  # ridge learns what the prior misses
         self.scaler_ = Standardiser(weights=self._prior_weights(X.shape[1], prior_model))
+        kind = self._system_kind(self.n_labels_, X.shape[1])
         # X in the standardisation the confidence index shares (centred on the plain mean); written
         # where warm refits can append to it when this fit keeps a system for them
-        standardised = GrowingRows.empty(len(X), X.shape[1:], working_dtype(X)) \
-            if self._system_kind(self.n_labels_, X.shape[1]) else None
+        standardised = GrowingRows.empty(len(X), X.shape[1:], working_dtype(X)) if kind else None
         Xs = self.scaler_.fit_transform(X, out=None if standardised is None else standardised.array)
         self.neighbours_ = KNNPredictor().fit_standardised(Xs, y, self.scaler_)  # for the confidence only
         y_mean = float(np.average(y, weights=w))
         yc = y - y_mean
-        if w is not None:  # weighted: centre on the weighted means, scale rows by sqrt(w)
+        if w is not None and kind is not DualSystem:  # weighted: centre on the weighted means, scale rows by sqrt(w)
             raw_mean = _row_mean(X, w)  # from the features as given, not from float32 Xs: exact
             x_mean = (raw_mean - self.scaler_.mean_) / self.scaler_.scale_
             root = np.sqrt(w)
@@ -211,7 +211,7 @@ class RidgePredictor(RegressorMixin, BaseEstimator):
             self.neighbours_ = self.neighbours_.with_rows(standardised.array, norms.array, self.neighbours_.y_)
             previous = warm_state.system if isinstance(warm_state, RidgeWarmState) else None
             kept = None
-            if self._system_kind(self.n_labels_, X.shape[1]) is DualSystem:
+            if kind is DualSystem:  # its intercept is solved with it: no weighted means
                 spare = previous if isinstance(previous, DualSystem) else None
                 dual = DualSystem(standardised, ids, np.ones(self.n_labels_) if w is None else w, self.alpha_,
                                   precise, spare)

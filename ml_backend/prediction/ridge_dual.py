@@ -21,7 +21,7 @@ import numpy as np
 from scipy.linalg import blas, lapack
 
 from ..errors import ConfigError
-from ..features.rows import GROWTH, GrowingRows
+from ..features.rows import GrowingRows, with_room
 
 #: Rows per block when a product is summed in float64, to keep temporaries small.
 BLOCK = 256
@@ -89,7 +89,7 @@ class DualSystem:
     def _reserve(self, n: int) -> None:
         """Room in the packed buffer for ``n`` rows (spare capacity when it has to grow)."""
         if len(self._packed) < n * (n + 1) // 2:
-            rows = n + max(16, int(GROWTH * n))
+            rows = with_room(n)
             grown = np.empty(rows * (rows + 1) // 2)
             filled = self.n * (self.n + 1) // 2
             grown[:filled] = self._packed[:filled]
